@@ -1,0 +1,320 @@
+#include "benchmarks/bench_driver.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+extern char** environ;
+
+namespace swarm::bench {
+namespace {
+
+using nlohmann::json;
+
+const Workload kWorkloads[] = {
+    {"W1", "spawns/s", "spawn 100k idle agents; also resident bytes per agent", swarm_w1,
+     caf_w1},
+    {"W2", "msgs/s", "ping-pong 1M messages between two agents", swarm_w2, caf_w2},
+    {"W5", "hops/s", "thread ring: 503 agents pass a token 1M hops", swarm_w5, caf_w5},
+    {"W6", "agents/s", "spawn tree: 10 children per agent down to 1M leaves, summed",
+     swarm_w6, caf_w6},
+};
+
+std::string join(std::span<const std::string_view> names) {
+  std::string out;
+  for (std::string_view n : names) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    int sig = WTERMSIG(status);
+    return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  return "ended with wait status " + std::to_string(status);
+}
+
+// RAII for pipe ends, so every error path closes them.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+}  // namespace
+
+std::span<const Workload> workloads() { return kWorkloads; }
+
+Result<const Workload*> find_workload(std::string_view id) {
+  for (const Workload& w : kWorkloads) {
+    if (w.id == id) return &w;
+  }
+  std::vector<std::string_view> ids;
+  for (const Workload& w : kWorkloads) ids.push_back(w.id);
+  return unexpected("swarm-bench: unknown workload '" + std::string(id) +
+                    "' (allowed: " + join(ids) + ")");
+}
+
+Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime) {
+  WorkloadFn fn;
+  if (runtime == "swarm") {
+    fn = w.swarm;
+  } else if (runtime == "caf") {
+    fn = w.caf;
+  } else {
+    return unexpected("swarm-bench: unknown runtime '" + std::string(runtime) +
+                      "' (allowed: " + join(kRuntimes) + ")");
+  }
+  if (!fn) {
+    return unexpected("swarm-bench: workload " + std::string(w.id) +
+                      " is not available for runtime " + std::string(runtime));
+  }
+  return fn;
+}
+
+Result<std::vector<std::string>> parse_runtimes(std::string_view name) {
+  if (name == "both") return std::vector<std::string>(std::begin(kRuntimes), std::end(kRuntimes));
+  for (std::string_view r : kRuntimes) {
+    if (r == name) return std::vector<std::string>{std::string(r)};
+  }
+  return unexpected("swarm-bench: unknown runtime '" + std::string(name) +
+                    "' (allowed: " + join(kRuntimes) + ", both)");
+}
+
+Stats compute_stats(std::span<const double> values) {
+  if (values.empty()) return {};
+  std::vector<double> v(values.begin(), values.end());
+  std::sort(v.begin(), v.end());
+  std::size_t n = v.size();
+  double median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return {median, v.front(), v.back()};
+}
+
+std::string summary_json(const Summary& s) {
+  std::vector<double> values, seconds, bytes;
+  std::vector<std::uint64_t> checksums;
+  for (const RunResult& r : s.runs) {
+    values.push_back(r.value);
+    seconds.push_back(r.seconds);
+    checksums.push_back(r.checksum);
+    if (r.bytes_per_agent) bytes.push_back(*r.bytes_per_agent);
+  }
+  Stats st = compute_stats(values);
+  // ordered_json keeps the contract's field order, easier to read by eye.
+  nlohmann::ordered_json j = {
+      {"workload", s.workload}, {"runtime", s.runtime}, {"unit", s.unit},
+      {"median", st.median},    {"min", st.min},        {"max", st.max},
+      {"runs", values},
+  };
+  if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
+  j["workers"] = s.params.workers;
+  j["scale"] = s.params.scale;
+  j["seconds"] = seconds;
+  j["checksums"] = checksums;
+  return j.dump();
+}
+
+std::string run_result_json(const RunResult& r) {
+  json j = {{"value", r.value}, {"seconds", r.seconds}, {"checksum", r.checksum}};
+  if (r.bytes_per_agent) j["bytes_per_agent"] = *r.bytes_per_agent;
+  return j.dump();
+}
+
+Result<RunResult> parse_run_result(std::string_view line) {
+  json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  auto bad = [&](std::string_view why) {
+    return unexpected("swarm-bench: bad run result (" + std::string(why) + "): '" +
+                      std::string(line) + "'");
+  };
+  if (!j.is_object()) return bad("not a JSON object");
+  RunResult r;
+  auto value = j.find("value");
+  auto seconds = j.find("seconds");
+  if (value == j.end() || !value->is_number()) return bad("no numeric value");
+  if (seconds == j.end() || !seconds->is_number()) return bad("no numeric seconds");
+  r.value = value->get<double>();
+  r.seconds = seconds->get<double>();
+  if (auto c = j.find("checksum"); c != j.end()) {
+    if (!c->is_number_unsigned()) return bad("checksum is not an unsigned integer");
+    r.checksum = c->get<std::uint64_t>();
+  }
+  if (auto b = j.find("bytes_per_agent"); b != j.end() && !b->is_null()) {
+    if (!b->is_number()) return bad("bytes_per_agent is not a number");
+    r.bytes_per_agent = b->get<double>();
+  }
+  return r;
+}
+
+std::string format_rate(double value, std::string_view unit) {
+  const char* prefix = "";
+  double v = value;
+  if (value >= 1e9) {
+    v = value / 1e9, prefix = " G";
+  } else if (value >= 1e6) {
+    v = value / 1e6, prefix = " M";
+  } else if (value >= 1e3) {
+    v = value / 1e3, prefix = " k";
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f%s %.*s", v, prefix, static_cast<int>(unit.size()),
+                unit.data());
+  return buf;
+}
+
+std::string format_table(std::span<const Summary> sums) {
+  bool with_bytes = std::any_of(sums.begin(), sums.end(), [](const Summary& s) {
+    return std::any_of(s.runs.begin(), s.runs.end(),
+                       [](const RunResult& r) { return r.bytes_per_agent.has_value(); });
+  });
+  std::string out;
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%-8s %14s %14s %14s  %-9s%s\n", "runtime", "median", "min",
+                "max", "unit", with_bytes ? "  bytes/agent" : "");
+  out += buf;
+  const Summary* swarm = nullptr;
+  const Summary* caf = nullptr;
+  for (const Summary& s : sums) {
+    std::vector<double> values, bytes;
+    for (const RunResult& r : s.runs) {
+      values.push_back(r.value);
+      if (r.bytes_per_agent) bytes.push_back(*r.bytes_per_agent);
+    }
+    Stats st = compute_stats(values);
+    std::snprintf(buf, sizeof buf, "%-8s %14.6g %14.6g %14.6g  %-9s", s.runtime.c_str(),
+                  st.median, st.min, st.max, s.unit.c_str());
+    out += buf;
+    if (!bytes.empty()) {
+      std::snprintf(buf, sizeof buf, "  %11.0f", compute_stats(bytes).median);
+      out += buf;
+    }
+    out += '\n';
+    if (s.runtime == "swarm") swarm = &s;
+    if (s.runtime == "caf") caf = &s;
+  }
+  if (swarm != nullptr && caf != nullptr) {
+    auto median = [](const Summary& s) {
+      std::vector<double> v;
+      for (const RunResult& r : s.runs) v.push_back(r.value);
+      return compute_stats(v).median;
+    };
+    std::snprintf(buf, sizeof buf, "swarm/caf ratio of medians: %.2fx\n",
+                  median(*swarm) / median(*caf));
+    out += buf;
+  }
+  return out;
+}
+
+Result<RunResult> run_in_child(const Workload& w, std::string_view runtime,
+                               const WorkloadParams& params) {
+  return run_child_process("/proc/self/exe", w, runtime, params);
+}
+
+Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
+                                    std::string_view runtime, const WorkloadParams& params) {
+  std::string what = "swarm-bench: " + std::string(w.id) + " " + std::string(runtime) + " child";
+  std::vector<std::string> args = {"swarm-bench", std::string(w.id), "--child",
+                                   "--runtime",   std::string(runtime), "--workers",
+                                   std::to_string(params.workers),      "--scale",
+                                   std::to_string(params.scale)};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) return unexpected(what + ": pipe: " + std::strerror(errno));
+  Fd read_end{ends[0]};
+  Fd write_end{ends[1]};
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, write_end.fd, STDOUT_FILENO);
+  pid_t pid = 0;
+  int err = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) return unexpected(what + ": cannot run " + exe + ": " + std::strerror(err));
+  ::close(write_end.fd);  // so read() sees EOF when the child exits
+  write_end.fd = -1;
+
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(read_end.fd, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      break;
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return unexpected(what + ": waitpid: " + std::strerror(errno));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return unexpected(what + " " + describe_status(status));
+  }
+  // The result is the last non-empty line, should a workload chatter on stdout.
+  std::string_view text = out;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  std::size_t nl = text.rfind('\n');
+  std::string_view line = nl == std::string_view::npos ? text : text.substr(nl + 1);
+  return parse_run_result(line);
+}
+
+int run_child(const Workload& w, std::string_view runtime, const WorkloadParams& params) {
+  Result<WorkloadFn> fn = workload_function(w, runtime);
+  if (!fn) {
+    std::cerr << fn.error() << '\n';
+    return 2;
+  }
+  try {
+    RunResult r = (*fn)(params);
+    std::cout << run_result_json(r) << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "swarm-bench: " << w.id << ' ' << runtime << " failed: " << e.what() << '\n';
+    return 1;
+  }
+}
+
+Result<std::vector<Summary>> run_benchmark(const Workload& w,
+                                           std::span<const std::string> runtimes, int repeat,
+                                           const WorkloadParams& params, const Runner& run,
+                                           std::ostream& progress) {
+  std::vector<Summary> sums;
+  for (const std::string& rt : runtimes) {
+    // Check every runtime first: failing after minutes of runs helps no one.
+    if (Result<WorkloadFn> fn = workload_function(w, rt); !fn) return unexpected(fn.error());
+    sums.push_back({std::string(w.id), rt, std::string(w.unit), params, {}});
+  }
+  // Interleaved (swarm, caf, swarm, ...) so machine noise hits both alike.
+  for (int i = 1; i <= repeat; ++i) {
+    for (Summary& s : sums) {
+      Result<RunResult> r = run(w, s.runtime, params);
+      if (!r) {
+        return unexpected(r.error() + " (run " + std::to_string(i) + "/" +
+                          std::to_string(repeat) + ")");
+      }
+      progress << w.id << ' ' << s.runtime << " run " << i << '/' << repeat << ": "
+               << format_rate(r->value, w.unit) << std::endl;
+      s.runs.push_back(*r);
+    }
+  }
+  return sums;
+}
+
+}  // namespace swarm::bench

@@ -1,0 +1,93 @@
+// swarm-bench: runs a standard workload on swarm and/or CAF, each repeat in a
+// fresh child process, and prints a table or the JSON contract of DESIGN.md.
+//
+//   swarm-bench W2 --runtime both --repeat 5 --json
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "benchmarks/bench_driver.hpp"
+
+namespace {
+
+using namespace swarm::bench;
+
+constexpr int kBadInput = 2;
+
+std::string workload_help() {
+  std::string out = "Workloads:\n";
+  char buf[256];
+  for (const Workload& w : workloads()) {
+    std::snprintf(buf, sizeof buf, "  %-4.*s %-10.*s %.*s\n", static_cast<int>(w.id.size()),
+                  w.id.data(), static_cast<int>(w.unit.size()), w.unit.data(),
+                  static_cast<int>(w.description.size()), w.description.data());
+    out += buf;
+  }
+  return out + "All figures are higher-is-better.";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"swarm-bench: standard workloads on swarm and CAF, one child process per run",
+               "swarm-bench"};
+  std::string workload_id;
+  std::string runtime = "swarm";
+  int repeat = 5;
+  bool as_json = false;
+  bool child = false;
+  WorkloadParams params;
+  app.add_option("workload", workload_id, "Workload id (see below)")->required();
+  app.add_option("--runtime", runtime, "swarm, caf or both")->capture_default_str();
+  app.add_option("--repeat", repeat, "Runs per runtime, each in a fresh process")
+      ->capture_default_str();
+  app.add_flag("--json", as_json, "Print only JSON: one object per runtime, one per line");
+  app.add_option("--workers", params.workers, "Worker threads; 0 = hardware cores")
+      ->capture_default_str();
+  app.add_option("--scale", params.scale, "Problem size; 0 = the workload's standard size")
+      ->capture_default_str();
+  // Internal: one run in this process, its RunResult as a JSON line on stdout.
+  app.add_flag("--child", child)->group("");
+  app.footer(workload_help());
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "swarm-bench: " << e.what() << " (see --help)\n";
+    return kBadInput;
+  }
+
+  auto workload = find_workload(workload_id);
+  if (!workload) {
+    std::cerr << workload.error() << '\n';
+    return kBadInput;
+  }
+  if (child) return run_child(**workload, runtime, params);
+
+  auto runtimes = parse_runtimes(runtime);
+  if (!runtimes) {
+    std::cerr << runtimes.error() << '\n';
+    return kBadInput;
+  }
+  if (repeat < 1) {
+    std::cerr << "swarm-bench: --repeat must be at least 1, got " << repeat << '\n';
+    return kBadInput;
+  }
+
+  auto sums = run_benchmark(**workload, *runtimes, repeat, params, run_in_child, std::cerr);
+  if (!sums) {
+    std::cerr << sums.error() << '\n';
+    return 1;
+  }
+  if (as_json) {
+    for (const Summary& s : *sums) std::cout << summary_json(s) << '\n';
+  } else {
+    std::cout << (*workload)->id << ": " << (*workload)->description << '\n'
+              << format_table(*sums);
+  }
+  return 0;
+}

@@ -1,0 +1,43 @@
+#pragma once
+// The standard workloads of DESIGN.md, one function per (runtime, workload).
+// Each call performs ONE measured run in the calling process and returns its
+// figure; swarm-bench runs each repeat in a fresh child process so resident
+// memory and allocator state start clean.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace swarm::bench {
+
+struct WorkloadParams {
+  unsigned workers = 0;     // worker threads; 0 = hardware cores
+  std::uint64_t scale = 0;  // 0 = the standard size (W1 100k agents, W2 1M msgs, ...)
+};
+
+struct RunResult {
+  double value = 0;                       // higher is better, in the workload's unit
+  double seconds = 0;                     // wall time of the measured part
+  std::optional<double> bytes_per_agent;  // W1: resident bytes per idle agent
+  std::uint64_t checksum = 0;             // correctness witness (W6: sum of leaves)
+};
+
+// W1 spawn 100k idle agents; value = spawns/s, bytes_per_agent from RSS.
+// W2 ping-pong 1M messages between two agents; value = messages/s.
+// W5 thread ring: 503 agents pass a token 1M hops; value = hops/s.
+// W6 spawn tree: each agent spawns 10 children down to 1M leaves, sums them;
+//    value = agents/s (1,111,111 agents), checksum = 1,000,000.
+RunResult swarm_w1(const WorkloadParams&);
+RunResult swarm_w2(const WorkloadParams&);
+RunResult swarm_w5(const WorkloadParams&);
+RunResult swarm_w6(const WorkloadParams&);
+
+RunResult caf_w1(const WorkloadParams&);
+RunResult caf_w2(const WorkloadParams&);
+RunResult caf_w5(const WorkloadParams&);
+RunResult caf_w6(const WorkloadParams&);
+
+// Resident set size of this process in bytes (from /proc/self/statm).
+std::uint64_t resident_bytes();
+
+}  // namespace swarm::bench

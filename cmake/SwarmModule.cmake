@@ -1,0 +1,15 @@
+# swarm_add_module(NAME SOURCES ... DEPS ... TESTS ...)
+# One module = one folder = one library target `swarm_NAME` (alias swarm::NAME),
+# plus one test executable `NAME_test` built from the *_test.cpp files beside it.
+function(swarm_add_module name)
+  cmake_parse_arguments(M "" "" "SOURCES;DEPS;TESTS;TEST_DEPS" ${ARGN})
+  add_library(swarm_${name} ${M_SOURCES})
+  add_library(swarm::${name} ALIAS swarm_${name})
+  target_include_directories(swarm_${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(swarm_${name} PUBLIC ${M_DEPS})
+  if(SWARM_BUILD_TESTS AND M_TESTS)
+    add_executable(${name}_test ${M_TESTS})
+    target_link_libraries(${name}_test PRIVATE swarm_${name} ${M_TEST_DEPS} GTest::gtest_main)
+    gtest_discover_tests(${name}_test DISCOVERY_TIMEOUT 60 PROPERTIES LABELS ${name})
+  endif()
+endfunction()

@@ -1,0 +1,168 @@
+#pragma once
+// Agent: the unit of concurrency. An agent owns its state and handles one
+// message at a time on some worker thread; it talks to others only by
+// messages. Subclass it, override on_message, and spawn it on a Runtime.
+//
+//   class Counter : public swarm::Agent {
+//    public:
+//     void on_message(swarm::Message& m) override { total_ += m.as<int>(); }
+//    private:
+//     long total_ = 0;
+//   };
+//   swarm::AgentRef c = runtime.spawn<Counter>();
+//
+// Thread model: handlers of one agent never run concurrently; the "actions"
+// below may be called only from the agent's own handlers. Owner-only.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+
+#include "runtime/detail/mpsc_queue.hpp"
+#include "runtime/message.hpp"
+
+namespace swarm {
+
+class Runtime;
+struct AgentTypeInfo;
+
+/// How an agent ended. Values equal their metric label.
+enum class ExitKind : std::uint8_t {
+  normal,    // stop() without a reason, or returned from its job
+  shutdown,  // asked to stop by its supervisor or the runtime
+  crashed,   // a handler threw; detail holds what()
+  killed,    // killed without waiting for it
+};
+std::string_view to_string(ExitKind k);
+
+struct ExitReason {
+  ExitKind kind = ExitKind::normal;
+  std::string detail;
+
+  /// Crashes and kills; transient children are restarted only after these.
+  bool abnormal() const noexcept { return kind == ExitKind::crashed || kind == ExitKind::killed; }
+};
+
+/// Outcome of an ask, passed to its callback.
+enum class AskStatus : std::uint8_t { ok, timeout, dead_agent, mailbox_full, shutting_down };
+std::string_view to_string(AskStatus s);
+
+/// Called once per ask, on the asking agent's worker: with the reply (status
+/// ok) or nullptr and the reason it will never come.
+using AskCallback = std::function<void(AskStatus, Message* reply)>;
+
+using TimerId = std::uint64_t;
+
+/// Trivially copyable values that become a Payload by their bytes.
+template <class T>
+concept PlainValue = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_array_v<T> &&
+                     !std::is_same_v<T, Payload>;
+
+namespace detail {
+// Rarely used per-agent state, allocated on first use.
+struct AgentExtras {
+  struct PendingAsk {
+    AskCallback callback;
+    TimerId timer;
+  };
+  ExitReason exit;
+  std::unordered_map<std::uint64_t, PendingAsk> asks;
+};
+
+// Runtime-owned fields of every agent.
+struct AgentCore {
+  MpscQueue mailbox;
+  Runtime* runtime = nullptr;
+  const AgentTypeInfo* type = nullptr;
+  AgentRef self;
+  AgentRef parent;             // the supervisor told of this agent's exit
+  Node* stash = nullptr;       // drop_oldest: system messages set aside; guarded by pop_lock
+  std::atomic<bool> pop_lock{false};  // drop_oldest only: serializes pops with evicting senders
+  bool supervises = false;     // agents it spawns get it as parent
+  bool exiting = false;
+  std::uint64_t next_request_id = 0;
+  std::unique_ptr<AgentExtras> extras;
+};
+}  // namespace detail
+
+class Agent {
+ public:
+  Agent() = default;
+  virtual ~Agent() = default;
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  AgentRef self() const noexcept { return core_.self; }
+  AgentRef parent() const noexcept { return core_.parent; }
+  Runtime& runtime() const noexcept { return *core_.runtime; }
+  std::string_view type_name() const noexcept;
+
+  // -- handlers: run on a worker, one at a time for a given agent ---
+
+  /// After spawn, before any message. Spawning skips it when not overridden.
+  virtual void on_start() {}
+  virtual void on_message(Message& msg) = 0;
+  /// Before the agent is destroyed, whatever the reason (not after a kill).
+  virtual void on_stop(const ExitReason& reason) { (void)reason; }
+  /// A child spawned by this agent (when it supervises) exited.
+  virtual void on_child_exit(AgentRef child, const ExitReason& reason) {
+    (void)child;
+    (void)reason;
+  }
+  /// Its supervisor or the runtime asks it to stop. The default exits with
+  /// reason shutdown at once; supervisors first stop their children in order.
+  virtual void on_shutdown_request() { stop({ExitKind::shutdown, {}}); }
+  /// Runtime-internal requests addressed to this agent (supervisor commands).
+  virtual void on_control(Message& msg) { (void)msg; }
+
+ protected:
+  // -- actions: only from this agent's own handlers ---
+
+  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept;
+  SendResult send(AgentRef to, std::string_view text, std::uint32_t kind = 0) noexcept {
+    return send(to, Payload(text), kind);
+  }
+  template <PlainValue T>
+  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) noexcept {
+    return send(to, Payload::of(value), kind);
+  }
+
+  /// Answers an ask. A message that is not a request is answered by a plain send.
+  SendResult reply(const Message& request, Payload payload, std::uint32_t kind = 0) noexcept;
+  template <PlainValue T>
+  SendResult reply(const Message& request, const T& value, std::uint32_t kind = 0) noexcept {
+    return reply(request, Payload::of(value), kind);
+  }
+
+  /// Sends a request; `done` runs later on this agent with the reply, or with
+  /// the reason none will come (timeout, dead_agent, ...). If the request cannot
+  /// be sent at all, `done` runs before ask returns.
+  void ask(AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout, AskCallback done);
+
+  /// Spawns an agent; if this agent supervises, it becomes the parent.
+  template <class T, class... Args>
+  AgentRef spawn(Args&&... args);
+
+  /// Sends `payload` to this agent (or `to`) once after `delay` / every `interval`.
+  TimerId send_after(std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind = 0);
+  TimerId send_periodic(std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind = 0);
+  bool cancel_timer(TimerId id);
+
+  /// Exits once the current handler returns.
+  void stop(ExitReason reason = {});
+  bool exiting() const noexcept { return core_.exiting; }
+
+  /// Agents whose spawned children report their exits here (supervisors).
+  void set_supervising(bool on) noexcept { core_.supervises = on; }
+
+ private:
+  friend class Runtime;
+  detail::AgentCore core_;
+};
+
+}  // namespace swarm

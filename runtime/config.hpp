@@ -1,0 +1,56 @@
+#pragma once
+// Runtime configuration and its validation. Bad values are rejected at start-up
+// with a message naming the field and the allowed values.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "base/result.hpp"
+
+namespace swarm {
+
+/// What a full mailbox does with one more message.
+enum class OverflowPolicy : std::uint8_t {
+  reject,       // the new message is refused and the sender sees SendResult::mailbox_full
+  drop_oldest,  // the oldest queued message is dropped to make room (counted)
+  drop_newest,  // the new message is dropped (counted); the sender sees SendResult::dropped
+};
+std::string_view to_string(OverflowPolicy p);
+/// Parses "reject" | "drop_oldest" | "drop_newest"; the error names `field`.
+Result<OverflowPolicy> parse_overflow_policy(std::string_view text, std::string_view field);
+
+/// Mailbox settings of one agent type.
+struct MailboxOptions {
+  std::uint32_t capacity = 1024;
+  OverflowPolicy overflow = OverflowPolicy::reject;
+};
+
+/// What shutdown() does with messages still queued.
+enum class ShutdownPolicy : std::uint8_t {
+  drain,    // let agents process every queued message first
+  discard,  // drop queued messages (counted as dead_agent) and stop at once
+};
+
+struct RuntimeConfig {
+  /// Never more worker threads than this, whatever the configuration or load.
+  static constexpr unsigned kMaxWorkers = 256;
+  static constexpr std::uint32_t kMaxMailboxCapacity = 1u << 24;
+
+  unsigned workers = default_workers();  // 1..kMaxWorkers; defaults to the number of cores
+  std::uint32_t throughput_budget = 64;  // messages per activation before yielding
+  MailboxOptions default_mailbox{};
+  std::map<std::string, MailboxOptions, std::less<>> mailbox_by_type;  // agent type name -> options
+  bool pooling = true;                  // per-type object pools for agents
+  std::chrono::milliseconds timer_tick{1};
+  std::chrono::milliseconds shutdown_timeout{5000};
+
+  /// OK, or an error that names the first bad field and its allowed values.
+  Result<void> validate() const;
+  /// The number of cores, clamped to 1..kMaxWorkers.
+  static unsigned default_workers();
+};
+
+}  // namespace swarm

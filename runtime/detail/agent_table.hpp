@@ -1,0 +1,99 @@
+#pragma once
+// The agent table: slot index -> (control word, agent pointer).
+//
+// Slots live in segments that are allocated on demand and never freed while
+// the table lives, so reading any slot is always memory-safe, even through a
+// stale AgentRef. The control word packs, in one atomic:
+//   bits 63..32  generation of the current occupant (0 is never used)
+//   bit  31      closed: no more messages are accepted
+//   bit  30      kill requested: exit before the next message
+//   bits 29..0   reservations: messages queued or being queued (the run token)
+// A sender reserves (count+1) with a CAS that also checks generation, closed
+// and capacity; whoever moves the count from 0 to 1 schedules the agent, and
+// only the agent's own activation moves it back to 0. Thread-safe.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "base/mutex.hpp"
+#include "runtime/config.hpp"
+#include "runtime/message.hpp"
+
+namespace swarm {
+class Agent;
+}
+
+namespace swarm::detail {
+
+namespace ctl {
+inline constexpr std::uint64_t kClosed = 1ull << 31;
+inline constexpr std::uint64_t kKill = 1ull << 30;
+inline constexpr std::uint64_t kCountMask = (1ull << 30) - 1;
+inline std::uint32_t generation(std::uint64_t c) { return static_cast<std::uint32_t>(c >> 32); }
+inline std::uint32_t count(std::uint64_t c) { return static_cast<std::uint32_t>(c & kCountMask); }
+inline std::uint64_t make(std::uint32_t gen, std::uint64_t bits) { return (std::uint64_t{gen} << 32) | bits; }
+}  // namespace ctl
+
+struct Slot {
+  std::atomic<std::uint64_t> ctl{ctl::make(1, ctl::kClosed)};
+  std::atomic<Agent*> agent{nullptr};
+  // Mailbox bound of the occupant; written before ctl opens the slot.
+  std::atomic<std::uint32_t> capacity{0};
+  std::atomic<OverflowPolicy> overflow{OverflowPolicy::reject};
+};
+
+class AgentTable {
+ public:
+  static constexpr unsigned kSegmentBits = 12;
+  static constexpr unsigned kSegmentSize = 1u << kSegmentBits;
+  static constexpr unsigned kMaxSegments = 1u << 16;  // 268M agents
+
+  AgentTable();
+  ~AgentTable();
+
+  /// The slot of `index`, or nullptr if it was never allocated.
+  Slot* find(std::uint32_t index) const noexcept {
+    auto* seg = segments_[index >> kSegmentBits].load(std::memory_order_acquire);
+    return seg == nullptr ? nullptr : &seg[index & (kSegmentSize - 1)];
+  }
+  Slot& at(std::uint32_t index) const noexcept { return *find(index); }
+
+  /// Takes a free slot for `agent` (still closed); returns its future ref.
+  /// Throws std::length_error when the table is full.
+  AgentRef reserve(Agent* agent, MailboxOptions mailbox);
+  /// Opens a reserved slot to messages.
+  void open(AgentRef ref) noexcept {
+    at(ref.index).ctl.store(ctl::make(ref.generation, 0), std::memory_order_release);
+  }
+  /// Closes the slot for good (bumping its generation) and recycles it.
+  /// REQUIRES: the agent exited and its mailbox was drained.
+  void recycle(std::uint32_t index) noexcept;
+
+  /// Calls f(Agent*, AgentRef) for every open slot. Racy by nature: for
+  /// shutdown and diagnostics only.
+  template <class F>
+  void for_each_open(F&& f) const {
+    std::uint32_t n = high_water();
+    for (std::uint32_t i = 0; i < n; ++i) {
+      Slot* s = find(i);
+      if (s == nullptr) continue;
+      std::uint64_t c = s->ctl.load(std::memory_order_acquire);
+      if ((c & ctl::kClosed) == 0) {
+        if (Agent* a = s->agent.load(std::memory_order_acquire)) f(a, AgentRef{i, ctl::generation(c)});
+      }
+    }
+  }
+  std::uint32_t high_water() const noexcept { return high_water_.load(std::memory_order_acquire); }
+
+ private:
+  std::uint32_t take_index();
+
+  std::unique_ptr<std::atomic<Slot*>[]> segments_;  // own synchronization
+  std::atomic<std::uint32_t> high_water_{0};         // slots ever handed out
+  Mutex mu_;
+  std::vector<std::uint32_t> free_ SWARM_GUARDED_BY(mu_);
+};
+
+}  // namespace swarm::detail

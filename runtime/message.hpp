@@ -1,0 +1,168 @@
+#pragma once
+// Messages: what agents send each other.
+//
+// A message carries a user `kind` tag and an immutable byte payload. Payloads
+// up to Payload::kInlineBytes live inside the envelope; larger ones sit in one
+// refcounted heap buffer shared by every copy (fan-out costs one allocation).
+//
+//   send(peer, Payload::of(Order{42, 1.5}), kOrder);   // trivially copyable
+//   void on_message(Message& m) override { auto o = m.as<Order>(); }
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include "base/check.hpp"
+
+namespace swarm {
+
+/// Names a live agent: a table index plus the generation the slot had when the
+/// agent was spawned. A ref to an agent that exited (even if its slot was
+/// reused) never reaches the new occupant: sends to it report dead_agent.
+struct AgentRef {
+  std::uint32_t index = 0;
+  std::uint32_t generation = 0;  // 0 = no agent
+
+  bool valid() const noexcept { return generation != 0; }
+  explicit operator bool() const noexcept { return valid(); }
+  friend bool operator==(AgentRef, AgentRef) = default;
+  std::uint64_t bits() const noexcept { return (std::uint64_t{generation} << 32) | index; }
+};
+
+std::string to_string(AgentRef ref);  // "<index.generation>"
+
+/// Why a message was not delivered. Values equal their metric label.
+enum class DropReason : std::uint8_t {
+  mailbox_full,
+  no_subscriber,
+  dead_agent,
+  expired,
+  remote_unreachable,
+  shutting_down,
+};
+inline constexpr int kDropReasonCount = 6;
+std::string_view to_string(DropReason r);
+
+/// Outcome of a send. `try_`/`send` never throw; they say what happened.
+enum class SendResult : std::uint8_t {
+  ok,
+  mailbox_full,   // refused (policy reject): the message was not queued, the sender decides
+  dropped,        // full mailbox with policy drop_newest: the message was dropped and counted
+  dead_agent,     // the target exited or never existed
+  shutting_down,  // the runtime stopped taking messages from outside
+};
+std::string_view to_string(SendResult r);
+
+namespace detail {
+/// Shared heap buffer for large payloads: refcount, size, then the bytes.
+struct SharedBuffer {
+  std::atomic<std::uint32_t> refs;
+  std::uint32_t size;
+  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
+};
+}  // namespace detail
+
+/// An immutable byte payload; copies share large buffers. Thread-compatible.
+class Payload {
+ public:
+  static constexpr std::size_t kInlineBytes = 32;
+
+  Payload() noexcept = default;
+  explicit Payload(std::span<const std::byte> bytes);
+  explicit Payload(std::string_view text)
+      : Payload(std::as_bytes(std::span(text.data(), text.size()))) {}
+  Payload(const Payload& other) noexcept;
+  Payload(Payload&& other) noexcept;
+  Payload& operator=(Payload other) noexcept;
+  ~Payload() { release(); }
+
+  /// A payload holding the bytes of a trivially copyable value.
+  template <class T>
+  static Payload of(const T& value) {
+    static_assert(std::is_trivially_copyable_v<T>, "Payload::of needs a trivially copyable type");
+    return Payload(std::as_bytes(std::span(&value, 1)));
+  }
+
+  std::span<const std::byte> bytes() const noexcept {
+    return heap_tagged() ? std::span<const std::byte>(heap()->data(), heap()->size)
+                         : std::span<const std::byte>(storage_, size_);
+  }
+  std::string_view text() const noexcept {
+    auto b = bytes();
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+  std::size_t size() const noexcept { return bytes().size(); }
+  bool is_inline() const noexcept { return !heap_tagged(); }
+
+  /// The value a Payload::of<T> stored. REQUIRES: size() == sizeof(T).
+  template <class T>
+  T as() const noexcept {
+    static_assert(std::is_trivially_copyable_v<T>);
+    T out{};
+    auto b = bytes();
+    SWARM_DCHECK(b.size() == sizeof(T));
+    std::memcpy(&out, b.data(), b.size() < sizeof(T) ? b.size() : sizeof(T));
+    return out;
+  }
+
+ private:
+  static constexpr std::uint8_t kHeapTag = 0xff;  // size_ value: storage_ holds a SharedBuffer*
+  bool heap_tagged() const noexcept { return size_ == kHeapTag; }
+  detail::SharedBuffer* heap() const noexcept {
+    detail::SharedBuffer* buf;
+    std::memcpy(&buf, storage_, sizeof(buf));
+    return buf;
+  }
+  void release() noexcept;
+
+  alignas(8) std::byte storage_[kInlineBytes];
+  std::uint8_t size_ = 0;
+};
+
+/// Internal message kinds; user messages are `user`.
+enum class SystemKind : std::uint8_t {
+  user,
+  start,         // run on_start in the agent's context
+  stop,          // exit with reason shutdown
+  kill,          // exit at once (the kill bit is already set)
+  child_exit,    // to a supervisor: a child exited
+  reply,         // answer to an ask
+  ask_timeout,   // an ask's timer fired
+  control,       // addressed to a runtime-internal handler (supervisor commands)
+};
+
+/// What a handler receives. Owned by the runtime; valid during the handler.
+struct Message {
+  std::uint32_t kind = 0;      // user tag
+  AgentRef sender;             // who sent it (invalid from outside the runtime)
+  std::uint64_t request_id = 0;  // non-zero: an ask waiting for reply()
+  Payload payload;
+
+  template <class T>
+  T as() const noexcept { return payload.as<T>(); }
+  std::string_view text() const noexcept { return payload.text(); }
+  bool is_request() const noexcept { return request_id != 0 && system == SystemKind::user; }
+
+  SystemKind system = SystemKind::user;
+  std::uint8_t status = 0;  // replies: an AskStatus
+};
+
+namespace detail {
+/// Link of the intrusive mailbox queue.
+struct Node {
+  std::atomic<Node*> next{nullptr};
+};
+
+/// A message in flight: a queue node plus the message.
+struct Envelope : Node {
+  Message msg;
+};
+}  // namespace detail
+
+}  // namespace swarm

@@ -1,0 +1,610 @@
+#include "runtime/runtime.hpp"
+
+#include <cxxabi.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <stdexcept>
+#include <thread>
+
+#include "runtime/detail/scheduler.hpp"
+#include "runtime/detail/timer_wheel.hpp"
+
+namespace swarm {
+
+namespace detail {
+unsigned next_type_id() {
+  static std::atomic<unsigned> next{0};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* out = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string name = status == 0 && out != nullptr ? out : mangled;
+  std::free(out);
+  return name;
+}
+}  // namespace detail
+
+using detail::Envelope;
+using detail::Slot;
+namespace ctl = detail::ctl;
+
+namespace {
+constexpr std::size_t kCrashLogSize = 64;
+
+// Child-exit notices carry the child, the exit kind and the detail text.
+struct ChildExitHeader {
+  AgentRef child;
+  ExitKind kind;
+};
+
+Payload encode_child_exit(AgentRef child, const ExitReason& r) {
+  std::string bytes(sizeof(ChildExitHeader) + r.detail.size(), '\0');
+  ChildExitHeader h{child, r.kind};
+  std::memcpy(bytes.data(), &h, sizeof(h));
+  std::memcpy(bytes.data() + sizeof(h), r.detail.data(), r.detail.size());
+  return Payload(std::string_view(bytes));
+}
+
+void decode_child_exit(const Payload& p, AgentRef& child, ExitReason& r) {
+  auto b = p.bytes();
+  ChildExitHeader h{};
+  std::memcpy(&h, b.data(), sizeof(h));
+  child = h.child;
+  r.kind = h.kind;
+  r.detail.assign(reinterpret_cast<const char*>(b.data()) + sizeof(h), b.size() - sizeof(h));
+}
+
+AskStatus ask_status(SendResult r) {
+  switch (r) {
+    case SendResult::ok: return AskStatus::ok;
+    case SendResult::mailbox_full:
+    case SendResult::dropped: return AskStatus::mailbox_full;
+    case SendResult::dead_agent: return AskStatus::dead_agent;
+    case SendResult::shutting_down: return AskStatus::shutting_down;
+  }
+  return AskStatus::dead_agent;
+}
+
+void lock_pops(detail::AgentCore& core) noexcept {
+  while (core.pop_lock.exchange(true, std::memory_order_acquire)) {
+    while (core.pop_lock.load(std::memory_order_relaxed)) std::this_thread::yield();
+  }
+}
+void unlock_pops(detail::AgentCore& core) noexcept { core.pop_lock.store(false, std::memory_order_release); }
+
+}  // namespace
+
+// -- names ---
+
+std::string_view to_string(ExitKind k) {
+  switch (k) {
+    case ExitKind::normal: return "normal";
+    case ExitKind::shutdown: return "shutdown";
+    case ExitKind::crashed: return "crashed";
+    case ExitKind::killed: return "killed";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(AskStatus s) {
+  switch (s) {
+    case AskStatus::ok: return "ok";
+    case AskStatus::timeout: return "timeout";
+    case AskStatus::dead_agent: return "dead_agent";
+    case AskStatus::mailbox_full: return "mailbox_full";
+    case AskStatus::shutting_down: return "shutting_down";
+  }
+  return "unknown";
+}
+
+std::uint64_t RuntimeStats::dropped_total() const {
+  std::uint64_t n = 0;
+  for (auto d : dropped) n += d;
+  return n;
+}
+
+// -- construction ---
+
+namespace {
+const RuntimeConfig& validated(const RuntimeConfig& c) {
+  if (auto r = c.validate(); !r) throw std::invalid_argument(r.error());
+  return c;
+}
+}  // namespace
+
+Runtime::Runtime(RuntimeConfig config) : config_(validated(config)), workers_(config_.workers) {
+  timers_ = std::make_unique<detail::TimerWheel>(config_.timer_tick,
+                                                 [this](const detail::TimerEntry& t) { return fire_timer(t); });
+  scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_);
+  scheduler_->start();
+}
+
+Runtime::~Runtime() { shutdown(ShutdownPolicy::drain); }
+
+const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool has_on_start, std::size_t,
+                                             std::size_t, void (*destroy)(Agent*, const AgentTypeInfo&),
+                                             detail::ObjectPool* pool) {
+  MutexLock lock(mu_);
+  if (AgentTypeInfo* info = types_[id].load(std::memory_order_acquire)) return *info;
+  auto info = std::make_unique<AgentTypeInfo>();
+  info->mailbox = config_.default_mailbox;
+  if (auto it = config_.mailbox_by_type.find(name); it != config_.mailbox_by_type.end()) info->mailbox = it->second;
+  info->name = std::move(name);
+  info->has_on_start = has_on_start;
+  info->pool = pool;
+  info->destroy = destroy;
+  types_[id].store(info.get(), std::memory_order_release);
+  type_owner_.push_back(std::move(info));
+  return *type_owner_.back();
+}
+
+std::string_view Agent::type_name() const noexcept { return core_.type->name; }
+
+AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent) {
+  detail::AgentCore& core = agent->core_;
+  core.runtime = this;
+  core.type = &type;
+  core.parent = parent;
+  AgentRef ref;
+  try {
+    ref = table_.reserve(agent, type.mailbox);
+  } catch (...) {
+    type.destroy(agent, type);
+    throw;
+  }
+  core.self = ref;
+  live_.fetch_add(1, std::memory_order_relaxed);
+  spawned_.fetch_add(1, std::memory_order_relaxed);
+  table_.open(ref);
+  if (type.has_on_start) deliver_system(ref, SystemKind::start);
+  return ref;
+}
+
+// -- sending ---
+
+SendResult Runtime::send(AgentRef to, Payload payload, std::uint32_t kind) noexcept {
+  if (!accepting_.load(std::memory_order_acquire)) {
+    count_drop(DropReason::shutting_down);
+    return SendResult::shutting_down;
+  }
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = kind;
+  e->msg.payload = std::move(payload);
+  return deliver(to, e);
+}
+
+SendResult Agent::send(AgentRef to, Payload payload, std::uint32_t kind) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = kind;
+  e->msg.sender = core_.self;
+  e->msg.payload = std::move(payload);
+  return core_.runtime->deliver(to, e);
+}
+
+SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t kind) noexcept {
+  if (!request.is_request()) return send(request.sender, std::move(payload), kind);
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = kind;
+  e->msg.sender = core_.self;
+  e->msg.request_id = request.request_id;
+  e->msg.system = SystemKind::reply;
+  e->msg.payload = std::move(payload);
+  return core_.runtime->deliver(request.sender, e);
+}
+
+SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
+  Slot* slot = table_.find(to.index);
+  if (slot == nullptr || !to.valid()) {
+    if (e->msg.system == SystemKind::user) count_drop(DropReason::dead_agent);
+    detail::free_envelope(e);
+    return SendResult::dead_agent;
+  }
+  // Runtime messages (replies, exits, stop) are never refused for capacity.
+  const bool bounded = e->msg.system == SystemKind::user;
+  std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
+  for (;;) {
+    if (ctl::generation(c) != to.generation || (c & ctl::kClosed) != 0) {
+      if (bounded) count_drop(DropReason::dead_agent);
+      detail::free_envelope(e);
+      return SendResult::dead_agent;
+    }
+    if (bounded && ctl::count(c) >= slot->capacity.load(std::memory_order_relaxed)) {
+      const OverflowPolicy policy = slot->overflow.load(std::memory_order_relaxed);
+      if (policy != OverflowPolicy::drop_oldest) {
+        count_drop(DropReason::mailbox_full);
+        detail::free_envelope(e);
+        return policy == OverflowPolicy::drop_newest ? SendResult::dropped : SendResult::mailbox_full;
+      }
+      if (slot->ctl.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        return evict_oldest_and_push(*slot, c, e);
+      }
+      continue;
+    }
+    if (slot->ctl.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) break;
+  }
+  Agent* agent = slot->agent.load(std::memory_order_acquire);
+  agent->core_.mailbox.push(e);
+  if (ctl::count(c) == 0) scheduler_->schedule(agent);
+  return SendResult::ok;
+}
+
+// drop_oldest with a full mailbox: we hold a reservation (so the agent stays
+// alive); take the pop lock, drop the oldest user message, queue ours.
+SendResult Runtime::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, Envelope* e) noexcept {
+  Agent* agent = slot.agent.load(std::memory_order_acquire);
+  detail::AgentCore& core = agent->core_;
+  lock_pops(core);
+  bool evicted = false;
+  while (detail::Node* n = core.mailbox.pop()) {
+    auto* old = static_cast<Envelope*>(n);
+    if (old->msg.system != SystemKind::user) {  // keep runtime messages, in the stash
+      old->next.store(core.stash, std::memory_order_relaxed);
+      core.stash = old;
+      continue;
+    }
+    detail::free_envelope(old);
+    evicted = true;
+    break;
+  }
+  core.mailbox.push(e);
+  unlock_pops(core);
+  if (evicted) {
+    count_drop(DropReason::mailbox_full);
+    slot.ctl.fetch_sub(1, std::memory_order_acq_rel);  // never reaches 0: we hold one
+  }
+  SWARM_DCHECK(ctl::count(reserved) != 0);
+  (void)reserved;
+  return SendResult::ok;
+}
+
+bool Runtime::deliver_system(AgentRef to, SystemKind kind, AgentRef sender, Payload payload,
+                             std::uint64_t request_id, std::uint8_t status) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.system = kind;
+  e->msg.sender = sender;
+  e->msg.payload = std::move(payload);
+  e->msg.request_id = request_id;
+  e->msg.status = status;
+  return deliver(to, e) == SendResult::ok;
+}
+
+bool Runtime::stop(AgentRef agent) noexcept { return deliver_system(agent, SystemKind::stop); }
+
+bool Runtime::kill(AgentRef agent) noexcept {
+  Slot* slot = table_.find(agent.index);
+  if (slot == nullptr || !agent.valid()) return false;
+  std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
+  do {
+    if (ctl::generation(c) != agent.generation || (c & ctl::kClosed) != 0) return false;
+  } while (!slot->ctl.compare_exchange_weak(c, (c + 1) | ctl::kKill, std::memory_order_acq_rel,
+                                            std::memory_order_acquire));
+  Envelope* e = detail::make_envelope();
+  e->msg.system = SystemKind::kill;
+  Agent* a = slot->agent.load(std::memory_order_acquire);
+  a->core_.mailbox.push(e);
+  if (ctl::count(c) == 0) scheduler_->schedule(a);
+  return true;
+}
+
+bool Runtime::alive(AgentRef agent) const noexcept {
+  Slot* slot = table_.find(agent.index);
+  if (slot == nullptr || !agent.valid()) return false;
+  std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
+  return ctl::generation(c) == agent.generation && (c & ctl::kClosed) == 0;
+}
+
+// -- running agents ---
+
+Envelope* Runtime::pop(detail::AgentCore& core, bool locking) noexcept {
+  if (!locking) return static_cast<Envelope*>(core.mailbox.pop());
+  lock_pops(core);
+  detail::Node* n = core.stash;
+  if (n != nullptr) {
+    core.stash = n->next.load(std::memory_order_relaxed);
+  } else {
+    n = core.mailbox.pop();
+  }
+  unlock_pops(core);
+  return static_cast<Envelope*>(n);
+}
+
+bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
+  detail::AgentCore& core = agent->core_;
+  Slot& slot = table_.at(core.self.index);
+  const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
+  const std::uint32_t budget = config_.throughput_budget;
+  std::uint32_t processed = 0;
+  while (processed < budget) {
+    if ((slot.ctl.load(std::memory_order_relaxed) & ctl::kKill) != 0) {
+      begin_exit(agent, {ExitKind::killed, "killed"});
+      break;
+    }
+    Envelope* e = pop(core, locking);
+    if (e == nullptr) break;  // empty, or a sender is mid-push (count says so)
+    ++processed;
+    dispatch(agent, e);
+    if (core.exiting) break;
+  }
+  worker.stats.add(worker.stats.activations);
+  worker.stats.add(worker.stats.messages, processed);
+  if (core.exiting) {
+    finish_exit(agent, processed);
+    return false;
+  }
+  std::uint64_t before = slot.ctl.fetch_sub(processed, std::memory_order_acq_rel);
+  return ctl::count(before) > processed;
+}
+
+void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
+  Message& m = e->msg;
+  try {
+    switch (m.system) {
+      case SystemKind::user: agent->on_message(m); break;
+      case SystemKind::start: agent->on_start(); break;
+      case SystemKind::stop: agent->on_shutdown_request(); break;
+      case SystemKind::kill: begin_exit(agent, {ExitKind::killed, "killed"}); break;
+      case SystemKind::child_exit: {
+        AgentRef child;
+        ExitReason reason;
+        decode_child_exit(m.payload, child, reason);
+        agent->on_child_exit(child, reason);
+        break;
+      }
+      case SystemKind::reply:
+      case SystemKind::ask_timeout: complete_ask(agent, m); break;
+      case SystemKind::control: agent->on_control(m); break;
+    }
+  } catch (const std::exception& ex) {
+    begin_exit(agent, {ExitKind::crashed, ex.what()});
+  } catch (...) {
+    begin_exit(agent, {ExitKind::crashed, "unknown exception"});
+  }
+  detail::free_envelope(e);
+}
+
+void Agent::stop(ExitReason reason) { core_.runtime->begin_exit(this, std::move(reason)); }
+
+void Runtime::begin_exit(Agent* agent, ExitReason reason) noexcept {
+  detail::AgentCore& core = agent->core_;
+  if (core.exiting) return;  // the first reason wins
+  core.exiting = true;
+  if (!core.extras) core.extras = std::make_unique<detail::AgentExtras>();
+  core.extras->exit = std::move(reason);
+}
+
+// Runs on the agent's worker after the handler that decided the exit.
+void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
+  detail::AgentCore& core = agent->core_;
+  const AgentRef self = core.self;
+  ExitReason reason = std::move(core.extras->exit);
+  if (reason.kind != ExitKind::killed) {
+    try {
+      agent->on_stop(reason);
+    } catch (const std::exception& ex) {
+      std::fprintf(stderr, "swarm: %s %s: on_stop threw: %s\n", core.type->name.c_str(), to_string(self).c_str(),
+                   ex.what());
+    } catch (...) {
+      std::fprintf(stderr, "swarm: %s %s: on_stop threw\n", core.type->name.c_str(), to_string(self).c_str());
+    }
+  }
+  // Close: no reservation succeeds from here on; drain what was reserved.
+  Slot& slot = table_.at(self.index);
+  std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_acq_rel);
+  std::uint32_t left = ctl::count(c) - processed;
+  const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
+  while (left > 0) {
+    Envelope* e = pop(core, locking);
+    if (e == nullptr) {  // a sender reserved but has not linked its node yet
+      std::this_thread::yield();
+      continue;
+    }
+    --left;
+    Message& m = e->msg;
+    if (m.system == SystemKind::user) {
+      count_drop(DropReason::dead_agent);
+      if (m.is_request()) {
+        deliver_system(m.sender, SystemKind::reply, self, {}, m.request_id,
+                       static_cast<std::uint8_t>(AskStatus::dead_agent));
+      }
+    }
+    detail::free_envelope(e);
+  }
+  for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
+  if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
+  if (reason.abnormal()) {
+    crashed_.fetch_add(1, std::memory_order_relaxed);
+    MutexLock lock(mu_);
+    crashes_.push_back({self, core.type->name, reason, std::chrono::system_clock::now()});
+    if (crashes_.size() > kCrashLogSize) crashes_.pop_front();
+  }
+  const AgentTypeInfo& type = *core.type;
+  type.destroy(agent, type);
+  table_.recycle(self.index);
+  exited_.fetch_add(1, std::memory_order_relaxed);
+  live_.fetch_sub(1, std::memory_order_release);
+}
+
+// -- ask ---
+
+void Agent::ask(AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
+                AskCallback done) {
+  core_.runtime->ask_from(*this, to, std::move(payload), kind, timeout, std::move(done));
+}
+
+void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind,
+                       std::chrono::nanoseconds timeout, AskCallback done) {
+  detail::AgentCore& core = agent.core_;
+  const std::uint64_t id = ++core.next_request_id;
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = kind;
+  e->msg.sender = core.self;
+  e->msg.request_id = id;
+  e->msg.payload = std::move(payload);
+  SendResult r = deliver(to, e);
+  if (r != SendResult::ok) {
+    done(ask_status(r), nullptr);
+    return;
+  }
+  detail::TimerEntry t;
+  t.target = core.self;
+  t.system = SystemKind::ask_timeout;
+  t.request_id = id;
+  TimerId timer = add_timer(std::move(t), timeout);
+  if (!core.extras) core.extras = std::make_unique<detail::AgentExtras>();
+  core.extras->asks.emplace(id, detail::AgentExtras::PendingAsk{std::move(done), timer});
+}
+
+void Runtime::complete_ask(Agent* agent, Message& msg) {
+  detail::AgentCore& core = agent->core_;
+  if (!core.extras) return;
+  auto it = core.extras->asks.find(msg.request_id);
+  if (it == core.extras->asks.end()) {
+    if (msg.system == SystemKind::reply) count_drop(DropReason::expired);  // came after its timeout
+    return;
+  }
+  AskCallback done = std::move(it->second.callback);
+  if (msg.system == SystemKind::reply) timers_->cancel(it->second.timer);
+  core.extras->asks.erase(it);
+  if (msg.system == SystemKind::ask_timeout) {
+    done(AskStatus::timeout, nullptr);
+  } else if (msg.status != static_cast<std::uint8_t>(AskStatus::ok)) {
+    done(static_cast<AskStatus>(msg.status), nullptr);
+  } else {
+    done(AskStatus::ok, &msg);
+  }
+}
+
+// -- timers ---
+
+TimerId Runtime::add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay) {
+  return timers_->add(std::move(entry), delay);
+}
+
+TimerId Runtime::send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind) {
+  detail::TimerEntry t;
+  t.target = to;
+  t.kind = kind;
+  t.payload = std::move(payload);
+  return add_timer(std::move(t), delay);
+}
+
+TimerId Runtime::send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload,
+                               std::uint32_t kind) {
+  detail::TimerEntry t;
+  t.target = to;
+  t.kind = kind;
+  t.payload = std::move(payload);
+  t.period = interval;
+  return add_timer(std::move(t), interval);
+}
+
+bool Runtime::cancel_timer(TimerId id) { return timers_->cancel(id); }
+
+TimerId Agent::send_after(std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind) {
+  detail::TimerEntry t;
+  t.target = core_.self;
+  t.sender = core_.self;
+  t.kind = kind;
+  t.payload = std::move(payload);
+  return core_.runtime->add_timer(std::move(t), delay);
+}
+
+TimerId Agent::send_periodic(std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind) {
+  detail::TimerEntry t;
+  t.target = core_.self;
+  t.sender = core_.self;
+  t.kind = kind;
+  t.payload = std::move(payload);
+  t.period = interval;
+  return core_.runtime->add_timer(std::move(t), interval);
+}
+
+bool Agent::cancel_timer(TimerId id) { return core_.runtime->cancel_timer(id); }
+
+bool Runtime::fire_timer(const detail::TimerEntry& t) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = t.kind;
+  e->msg.sender = t.sender;
+  e->msg.system = t.system;
+  e->msg.request_id = t.request_id;
+  e->msg.payload = t.payload;
+  return deliver(t.target, e) != SendResult::dead_agent;
+}
+
+// -- lifecycle ---
+
+bool Runtime::wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
+}
+
+bool Runtime::wait_idle(std::chrono::milliseconds timeout) const {
+  // Two quiet observations in a row: a timer or an outside send may land between.
+  return wait_for(timeout, [this] {
+    if (!scheduler_->quiescent()) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+    return scheduler_->quiescent();
+  });
+}
+
+void Runtime::shutdown(ShutdownPolicy policy) {
+  if (shut_down_.exchange(true)) return;
+  accepting_.store(false, std::memory_order_release);
+  const auto budget = config_.shutdown_timeout;
+  auto no_agents = [this] { return live_.load(std::memory_order_acquire) == 0; };
+  if (policy == ShutdownPolicy::drain) {
+    wait_idle(budget);
+    // Top-level agents first; supervisors stop their children in order.
+    table_.for_each_open([this](Agent* a, AgentRef ref) {
+      if (!a->core_.parent.valid()) stop(ref);
+    });
+    if (!wait_for(budget, no_agents)) {
+      std::fprintf(stderr, "swarm: shutdown: %llu agents still running after %lld ms; killing them\n",
+                   static_cast<unsigned long long>(live_.load()), static_cast<long long>(budget.count()));
+    }
+  }
+  // Whatever is left (everything, for discard) is killed; kills are final.
+  for (;;) {
+    table_.for_each_open([this](Agent*, AgentRef ref) { kill(ref); });
+    if (wait_for(std::chrono::milliseconds(1000), no_agents)) break;
+    std::fprintf(stderr, "swarm: shutdown: waiting for %llu agents whose handlers have not returned\n",
+                 static_cast<unsigned long long>(live_.load()));
+  }
+  timers_->cancel_all();
+  scheduler_->stop();
+}
+
+// -- diagnostics ---
+
+RuntimeStats Runtime::stats() const {
+  RuntimeStats s;
+  s.spawned = spawned_.load(std::memory_order_relaxed);
+  s.exited = exited_.load(std::memory_order_relaxed);
+  s.crashed = crashed_.load(std::memory_order_relaxed);
+  s.restarts = restarts_.load(std::memory_order_relaxed);
+  s.live = live_.load(std::memory_order_relaxed);
+  for (unsigned i = 0; i < scheduler_->worker_count(); ++i) {
+    const auto& w = scheduler_->stats(i);
+    s.messages += w.messages.load(std::memory_order_relaxed);
+    s.activations += w.activations.load(std::memory_order_relaxed);
+    s.steals += w.steals.load(std::memory_order_relaxed);
+    s.parks += w.parks.load(std::memory_order_relaxed);
+  }
+  for (int i = 0; i < kDropReasonCount; ++i) s.dropped[i] = drops_[i].load(std::memory_order_relaxed);
+  return s;
+}
+
+std::vector<CrashRecord> Runtime::recent_crashes() const {
+  MutexLock lock(mu_);
+  return {crashes_.begin(), crashes_.end()};
+}
+
+}  // namespace swarm

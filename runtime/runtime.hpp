@@ -1,0 +1,257 @@
+#pragma once
+// swarm::Runtime hosts agents: a fixed pool of worker threads with work
+// stealing, bounded mailboxes, per-type object pools, a timer wheel and
+// supervision. Every message that is not delivered is counted with a reason.
+//
+//   swarm::RuntimeConfig cfg;
+//   cfg.workers = 4;
+//   swarm::Runtime rt(cfg);                    // throws std::invalid_argument on bad config
+//   swarm::AgentRef echo = rt.spawn<Echo>();
+//   rt.send(echo, std::string_view("hello"));
+//   rt.shutdown();                            // drains, stops agents, joins threads
+//
+// Thread-safe: every public member may be called from any thread.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "base/mutex.hpp"
+#include "runtime/agent.hpp"
+#include "runtime/config.hpp"
+#include "runtime/detail/agent_table.hpp"
+#include "runtime/detail/envelope_pool.hpp"
+#include "runtime/detail/object_pool.hpp"
+
+namespace swarm {
+
+namespace detail {
+class Scheduler;
+class TimerWheel;
+struct Worker;
+struct TimerEntry;
+}  // namespace detail
+
+/// What the runtime knows of one agent type. Constant once created.
+struct AgentTypeInfo {
+  std::string name;
+  MailboxOptions mailbox;
+  bool has_on_start = true;
+  detail::ObjectPool* pool = nullptr;  // nullptr: plain new/delete
+  void (*destroy)(Agent*, const AgentTypeInfo&) = nullptr;
+};
+
+/// A crash as recorded for diagnostics.
+struct CrashRecord {
+  AgentRef agent;
+  std::string type;
+  ExitReason reason;
+  std::chrono::system_clock::time_point when;
+};
+
+/// Counters since start. A snapshot: each figure is read on its own.
+struct RuntimeStats {
+  std::uint64_t spawned = 0;
+  std::uint64_t exited = 0;
+  std::uint64_t crashed = 0;
+  std::uint64_t restarts = 0;
+  std::uint64_t live = 0;
+  std::uint64_t messages = 0;     // handled
+  std::uint64_t activations = 0;
+  std::uint64_t steals = 0;
+  std::uint64_t parks = 0;
+  std::array<std::uint64_t, kDropReasonCount> dropped{};  // by DropReason
+  std::uint64_t dropped_total() const;
+};
+
+class Runtime {
+  friend class Agent;
+
+ public:
+  /// Starts the workers and the timer thread. Throws std::invalid_argument
+  /// naming the bad field when `config` does not validate.
+  explicit Runtime(RuntimeConfig config = {});
+  /// Shuts down (drain) if shutdown() was not called.
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // -- agents ---
+
+  /// Constructs a T from args and registers it. Throws what T's constructor
+  /// throws, or std::length_error when the agent table is full.
+  template <class T, class... Args>
+  AgentRef spawn(Args&&... args) {
+    return spawn_with_parent<T>(AgentRef{}, std::forward<Args>(args)...);
+  }
+
+  /// Asks an agent to stop (it exits with reason shutdown after the messages
+  /// queued before this request). False if it is already gone.
+  bool stop(AgentRef agent) noexcept;
+  /// Makes an agent exit before its next message; queued messages are dropped
+  /// (dead_agent). A handler that is running finishes first.
+  bool kill(AgentRef agent) noexcept;
+  /// True while the agent has not exited.
+  bool alive(AgentRef agent) const noexcept;
+
+  // -- messages from outside the agents ---
+
+  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept;
+  SendResult send(AgentRef to, std::string_view text, std::uint32_t kind = 0) noexcept {
+    return send(to, Payload(text), kind);
+  }
+  template <PlainValue T>
+  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) noexcept {
+    return send(to, Payload::of(value), kind);
+  }
+
+  TimerId send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind = 0);
+  TimerId send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind = 0);
+  bool cancel_timer(TimerId id);
+
+  // -- lifecycle ---
+
+  /// Stops intake from outside, then (drain) lets queued messages be handled,
+  /// stops every agent (supervisors stop their children in order), waits up to
+  /// shutdown_timeout, kills what is left, and joins every thread. Idempotent.
+  void shutdown(ShutdownPolicy policy = ShutdownPolicy::drain);
+  bool stopping() const noexcept { return !accepting_.load(std::memory_order_acquire); }
+
+  /// Waits until no agent has a message to handle. False on timeout.
+  bool wait_idle(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000)) const;
+
+  // -- diagnostics ---
+
+  const RuntimeConfig& config() const noexcept { return config_; }
+  unsigned worker_count() const noexcept { return workers_; }
+  RuntimeStats stats() const;
+  std::vector<CrashRecord> recent_crashes() const;
+  void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
+
+  // -- internal: used by Agent and the scheduler ---
+
+  /// Takes ownership of `e` and queues it for `to`; never throws.
+  SendResult deliver(AgentRef to, detail::Envelope* e) noexcept;
+  /// Queues a runtime message that bypasses the mailbox bound.
+  bool deliver_system(AgentRef to, SystemKind kind, AgentRef sender = {}, Payload payload = {},
+                      std::uint64_t request_id = 0, std::uint8_t status = 0) noexcept;
+  TimerId add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay);
+  /// REQUIRES: called from `agent`'s own handler.
+  void ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
+                AskCallback done);
+  template <class T, class... Args>
+  AgentRef spawn_with_parent(AgentRef parent, Args&&... args);
+  /// Runs one activation of `agent`; true if it still has messages (yield it).
+  bool activate(Agent* agent, detail::Worker& worker) noexcept;
+
+ private:
+  static constexpr unsigned kMaxTypes = 1024;
+
+  template <class T>
+  const AgentTypeInfo& type_info();
+  const AgentTypeInfo& make_type_info(unsigned id, std::string name, bool has_on_start, std::size_t size,
+                                      std::size_t align, void (*destroy)(Agent*, const AgentTypeInfo&),
+                                      detail::ObjectPool* pool);
+  AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent);
+  void count_drop(DropReason r) noexcept { drops_[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
+  SendResult evict_oldest_and_push(detail::Slot& slot, std::uint64_t reserved, detail::Envelope* e) noexcept;
+  detail::Envelope* pop(detail::AgentCore& core, bool locking) noexcept;
+  void dispatch(Agent* agent, detail::Envelope* e) noexcept;
+  void begin_exit(Agent* agent, ExitReason reason) noexcept;
+  void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
+  void complete_ask(Agent* agent, Message& msg);
+  bool fire_timer(const detail::TimerEntry& t) noexcept;
+  bool wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const;
+
+  // -- constant after construction ---
+  const RuntimeConfig config_;
+  const unsigned workers_;
+
+  // -- own synchronization ---
+  detail::AgentTable table_;
+  std::atomic<bool> accepting_{true};
+  std::atomic<bool> shut_down_{false};
+  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, crashed_{0}, restarts_{0}, live_{0};
+  std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
+  std::array<std::atomic<AgentTypeInfo*>, kMaxTypes> types_{};
+
+  mutable Mutex mu_;  // types_ creation and the crash log
+  std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
+  std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
+
+  std::unique_ptr<detail::TimerWheel> timers_;
+  std::unique_ptr<detail::Scheduler> scheduler_;  // last: its threads use everything above
+};
+
+// -- templates ---
+
+namespace detail {
+unsigned next_type_id();
+template <class T>
+unsigned type_id() {
+  static const unsigned id = next_type_id();
+  return id;
+}
+std::string demangle(const char* mangled);
+}  // namespace detail
+
+template <class T>
+const AgentTypeInfo& Runtime::type_info() {
+  const unsigned id = detail::type_id<T>();
+  SWARM_CHECK(id < kMaxTypes);
+  if (AgentTypeInfo* info = types_[id].load(std::memory_order_acquire)) return *info;
+  std::string name;
+  if constexpr (requires { T::kTypeName; }) {
+    name = std::string(T::kTypeName);
+  } else {
+    name = detail::demangle(typeid(T).name());
+  }
+  bool has_on_start = true;
+  if constexpr (requires { &T::on_start; }) {
+    has_on_start = !std::is_same_v<decltype(&T::on_start), void (Agent::*)()>;
+  }
+  auto destroy = [](Agent* a, const AgentTypeInfo& info) {
+    T* t = static_cast<T*>(a);
+    t->~T();
+    if (info.pool != nullptr) {
+      info.pool->deallocate(t);
+    } else {
+      ::operator delete(static_cast<void*>(t), std::align_val_t(alignof(T)));
+    }
+  };
+  detail::ObjectPool* pool = config_.pooling ? &detail::pool_for<T>() : nullptr;
+  return make_type_info(id, std::move(name), has_on_start, sizeof(T), alignof(T), destroy, pool);
+}
+
+template <class T, class... Args>
+AgentRef Runtime::spawn_with_parent(AgentRef parent, Args&&... args) {
+  static_assert(std::is_base_of_v<Agent, T>, "spawn<T>: T must derive from swarm::Agent");
+  const AgentTypeInfo& info = type_info<T>();
+  void* mem = info.pool != nullptr ? info.pool->allocate() : ::operator new(sizeof(T), std::align_val_t(alignof(T)));
+  T* agent;
+  try {
+    agent = new (mem) T(std::forward<Args>(args)...);
+  } catch (...) {
+    if (info.pool != nullptr) {
+      info.pool->deallocate(mem);
+    } else {
+      ::operator delete(mem, std::align_val_t(alignof(T)));
+    }
+    throw;
+  }
+  return attach(agent, info, parent);
+}
+
+template <class T, class... Args>
+AgentRef Agent::spawn(Args&&... args) {
+  return runtime().spawn_with_parent<T>(core_.supervises ? core_.self : AgentRef{}, std::forward<Args>(args)...);
+}
+
+}  // namespace swarm
