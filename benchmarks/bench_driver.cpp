@@ -12,7 +12,7 @@
 #include <exception>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <optional>
 
 extern char** environ;
 
@@ -20,6 +20,8 @@ namespace swarm::bench {
 namespace {
 
 using nlohmann::json;
+
+constexpr std::string_view kPrefix = "swarm-bench: ";
 
 const Workload kWorkloads[] = {
     {"W1", "spawns/s", "spawn 100k idle agents; also resident bytes per agent", swarm_w1,
@@ -46,6 +48,22 @@ std::string describe_status(int status) {
     return "killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
   }
   return "ended with wait status " + std::to_string(status);
+}
+
+// "12.31 M": two decimals and a k/M/G prefix, short enough for a table cell.
+std::string scaled(double value) {
+  const char* prefix = "";
+  double v = value;
+  if (value >= 1e9) {
+    v = value / 1e9, prefix = " G";
+  } else if (value >= 1e6) {
+    v = value / 1e6, prefix = " M";
+  } else if (value >= 1e3) {
+    v = value / 1e3, prefix = " k";
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f%s", v, prefix);
+  return buf;
 }
 
 // RAII for pipe ends, so every error path closes them.
@@ -161,19 +179,7 @@ Result<RunResult> parse_run_result(std::string_view line) {
 }
 
 std::string format_rate(double value, std::string_view unit) {
-  const char* prefix = "";
-  double v = value;
-  if (value >= 1e9) {
-    v = value / 1e9, prefix = " G";
-  } else if (value >= 1e6) {
-    v = value / 1e6, prefix = " M";
-  } else if (value >= 1e3) {
-    v = value / 1e3, prefix = " k";
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f%s %.*s", v, prefix, static_cast<int>(unit.size()),
-                unit.data());
-  return buf;
+  return scaled(value) + " " + std::string(unit);
 }
 
 std::string format_table(std::span<const Summary> sums) {
@@ -181,13 +187,11 @@ std::string format_table(std::span<const Summary> sums) {
     return std::any_of(s.runs.begin(), s.runs.end(),
                        [](const RunResult& r) { return r.bytes_per_agent.has_value(); });
   });
-  std::string out;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%-8s %14s %14s %14s  %-9s%s\n", "runtime", "median", "min",
-                "max", "unit", with_bytes ? "  bytes/agent" : "");
-  out += buf;
-  const Summary* swarm = nullptr;
-  const Summary* caf = nullptr;
+  std::snprintf(buf, sizeof buf, "%-8s %10s %10s %10s  %s%s\n", "runtime", "median", "min",
+                "max", "unit", with_bytes ? "      bytes/agent" : "");
+  std::string out = buf;
+  std::optional<double> swarm_median, caf_median;
   for (const Summary& s : sums) {
     std::vector<double> values, bytes;
     for (const RunResult& r : s.runs) {
@@ -195,25 +199,22 @@ std::string format_table(std::span<const Summary> sums) {
       if (r.bytes_per_agent) bytes.push_back(*r.bytes_per_agent);
     }
     Stats st = compute_stats(values);
-    std::snprintf(buf, sizeof buf, "%-8s %14.6g %14.6g %14.6g  %-9s", s.runtime.c_str(),
-                  st.median, st.min, st.max, s.unit.c_str());
+    std::snprintf(buf, sizeof buf, "%-8s %10s %10s %10s  %-8s", s.runtime.c_str(),
+                  scaled(st.median).c_str(), scaled(st.min).c_str(), scaled(st.max).c_str(),
+                  s.unit.c_str());
     out += buf;
     if (!bytes.empty()) {
-      std::snprintf(buf, sizeof buf, "  %11.0f", compute_stats(bytes).median);
+      std::snprintf(buf, sizeof buf, " %12.0f", compute_stats(bytes).median);
       out += buf;
     }
+    while (out.back() == ' ') out.pop_back();
     out += '\n';
-    if (s.runtime == "swarm") swarm = &s;
-    if (s.runtime == "caf") caf = &s;
+    if (s.runtime == "swarm") swarm_median = st.median;
+    if (s.runtime == "caf") caf_median = st.median;
   }
-  if (swarm != nullptr && caf != nullptr) {
-    auto median = [](const Summary& s) {
-      std::vector<double> v;
-      for (const RunResult& r : s.runs) v.push_back(r.value);
-      return compute_stats(v).median;
-    };
+  if (swarm_median && caf_median) {
     std::snprintf(buf, sizeof buf, "swarm/caf ratio of medians: %.2fx\n",
-                  median(*swarm) / median(*caf));
+                  *swarm_median / *caf_median);
     out += buf;
   }
   return out;
@@ -272,7 +273,9 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
   std::size_t nl = text.rfind('\n');
   std::string_view line = nl == std::string_view::npos ? text : text.substr(nl + 1);
-  return parse_run_result(line);
+  Result<RunResult> r = parse_run_result(line);
+  if (!r) return unexpected(what + ": " + r.error().substr(kPrefix.size()));
+  return r;
 }
 
 int run_child(const Workload& w, std::string_view runtime, const WorkloadParams& params) {

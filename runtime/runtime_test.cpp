@@ -1,1 +1,437 @@
+#include "runtime/runtime.hpp"
+
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "runtime/test_util.hpp"
+
+namespace swarm {
+namespace {
+
+using namespace std::chrono_literals;
+using test::eventually;
+
+RuntimeConfig small(unsigned workers = 2) {
+  RuntimeConfig c;
+  c.workers = workers;
+  return c;
+}
+
+// Sums the ints it receives into a shared counter.
+class Summer : public Agent {
+ public:
+  explicit Summer(std::atomic<long>& sum) : sum_(sum) {}
+  void on_message(Message& m) override { sum_ += m.as<int>(); }
+
+ private:
+  std::atomic<long>& sum_;
+};
+
+TEST(Runtime, DeliversMessagesFromOutside) {
+  Runtime rt(small());
+  std::atomic<long> sum{0};
+  AgentRef a = rt.spawn<Summer>(sum);
+  for (int i = 1; i <= 100; ++i) ASSERT_EQ(rt.send(a, i), SendResult::ok);
+  EXPECT_TRUE(eventually([&] { return sum == 5050; }));
+}
+
+// Passes a counter back and forth until it reaches `limit`.
+class Pinger : public Agent {
+ public:
+  Pinger(long limit, std::atomic<bool>& done) : limit_(limit), done_(done) {}
+  void on_message(Message& m) override {
+    long n = m.as<long>();
+    if (n >= limit_) {
+      done_ = true;
+      return;
+    }
+    send(m.sender, n + 1);
+  }
+
+ private:
+  long limit_;
+  std::atomic<bool>& done_;
+};
+
+class Starter : public Agent {
+ public:
+  explicit Starter(AgentRef peer) : peer_(peer) {}
+  void on_start() override { send(peer_, 0L); }
+  void on_message(Message& m) override { send(m.sender, m.as<long>() + 1); }
+
+ private:
+  AgentRef peer_;
+};
+
+TEST(Runtime, PingPongBetweenTwoAgentsCompletes) {
+  Runtime rt(small());
+  std::atomic<bool> done{false};
+  AgentRef p = rt.spawn<Pinger>(100000, done);
+  rt.spawn<Starter>(p);
+  EXPECT_TRUE(eventually([&] { return done.load(); }));
+  EXPECT_GE(rt.stats().messages, 100000u);
+}
+
+// Records the order in which it receives messages.
+class Recorder : public Agent {
+ public:
+  explicit Recorder(std::vector<int>& seen) : seen_(seen) {}
+  void on_message(Message& m) override { seen_.push_back(m.as<int>()); }
+
+ private:
+  std::vector<int>& seen_;
+};
+
+TEST(Runtime, MessagesFromOneSenderArriveInOrder) {
+  Runtime rt(small());
+  std::vector<int> seen;
+  AgentRef r = rt.spawn<Recorder>(seen);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(rt.send(r, i), SendResult::ok);
+  ASSERT_TRUE(rt.wait_idle());
+  ASSERT_EQ(seen.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(seen[i], i);
+}
+
+class Blocker : public Agent {
+ public:
+  static constexpr std::string_view kTypeName = "blocker";
+  Blocker(std::atomic<bool>& release, std::atomic<int>& handled) : release_(release), handled_(handled) {}
+  void on_message(Message&) override {
+    while (!release_) std::this_thread::yield();
+    ++handled_;
+  }
+
+ private:
+  std::atomic<bool>& release_;
+  std::atomic<int>& handled_;
+};
+
+RuntimeConfig with_blocker_mailbox(OverflowPolicy p) {
+  RuntimeConfig c = small();
+  c.mailbox_by_type["blocker"] = MailboxOptions{4, p};
+  return c;
+}
+
+TEST(Mailbox, RejectPolicyTellsTheSenderAndCountsTheDrop) {
+  Runtime rt(with_blocker_mailbox(OverflowPolicy::reject));
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0};
+  AgentRef b = rt.spawn<Blocker>(release, handled);
+  int ok = 0, full = 0;
+  for (int i = 0; i < 10; ++i) {
+    SendResult r = rt.send(b, i);
+    (r == SendResult::ok ? ok : full) += 1;
+    if (r != SendResult::ok) {
+      EXPECT_EQ(r, SendResult::mailbox_full);
+    }
+  }
+  EXPECT_EQ(ok, 4);  // the bound is exact: the first message is being handled but still counts
+  EXPECT_EQ(full, 6);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::mailbox_full)], 6u);
+  release = true;
+  EXPECT_TRUE(eventually([&] { return handled == 4; }));
+}
+
+TEST(Mailbox, DropNewestDropsTheNewMessage) {
+  Runtime rt(with_blocker_mailbox(OverflowPolicy::drop_newest));
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0};
+  AgentRef b = rt.spawn<Blocker>(release, handled);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(rt.send(b, i), SendResult::ok);
+  EXPECT_EQ(rt.send(b, 99), SendResult::dropped);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::mailbox_full)], 1u);
+  release = true;
+  EXPECT_TRUE(eventually([&] { return handled == 4; }));
+}
+
+class SlowRecorder : public Agent {
+ public:
+  static constexpr std::string_view kTypeName = "slow_recorder";
+  SlowRecorder(std::atomic<bool>& release, std::vector<int>& seen) : release_(release), seen_(seen) {}
+  void on_message(Message& m) override {
+    while (!release_) std::this_thread::yield();
+    seen_.push_back(m.as<int>());
+  }
+
+ private:
+  std::atomic<bool>& release_;
+  std::vector<int>& seen_;
+};
+
+TEST(Mailbox, DropOldestKeepsTheNewestMessages) {
+  RuntimeConfig c = small();
+  c.mailbox_by_type["slow_recorder"] = MailboxOptions{3, OverflowPolicy::drop_oldest};
+  Runtime rt(c);
+  std::atomic<bool> release{false};
+  std::vector<int> seen;
+  AgentRef r = rt.spawn<SlowRecorder>(release, seen);
+  ASSERT_EQ(rt.send(r, 0), SendResult::ok);
+  std::this_thread::sleep_for(20ms);  // let message 0 start (it blocks in the handler)
+  for (int i = 1; i <= 10; ++i) EXPECT_EQ(rt.send(r, i), SendResult::ok);
+  release = true;
+  ASSERT_TRUE(rt.wait_idle());
+  // 0 was in the handler; of 1..10 only the newest two fit beside it.
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0], 0);
+  EXPECT_EQ(seen[1], 9);
+  EXPECT_EQ(seen[2], 10);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::mailbox_full)], 8u);
+}
+
+TEST(AgentRef, SendToAnExitedAgentIsReportedEvenAfterSlotReuse) {
+  Runtime rt(small());
+  std::atomic<long> sum{0};
+  AgentRef old = rt.spawn<Summer>(sum);
+  ASSERT_TRUE(rt.stop(old));
+  ASSERT_TRUE(eventually([&] { return !rt.alive(old); }));
+  AgentRef fresh = rt.spawn<Summer>(sum);
+  EXPECT_EQ(fresh.index, old.index);  // the slot was recycled...
+  EXPECT_NE(fresh.generation, old.generation);
+  EXPECT_EQ(rt.send(old, 5), SendResult::dead_agent);  // ...but the old ref never reaches it
+  EXPECT_EQ(rt.send(fresh, 7), SendResult::ok);
+  EXPECT_TRUE(eventually([&] { return sum == 7; }));
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::dead_agent)], 1u);
+  EXPECT_EQ(rt.send(AgentRef{123456, 9}, 1), SendResult::dead_agent);  // never existed
+}
+
+class Thrower : public Agent {
+ public:
+  void on_message(Message&) override { throw std::runtime_error("bad input 42"); }
+};
+
+TEST(Runtime, AThrowingHandlerCrashesItsAgentAndTheReasonIsRecorded) {
+  Runtime rt(small());
+  AgentRef t = rt.spawn<Thrower>();
+  ASSERT_EQ(rt.send(t, 1), SendResult::ok);
+  ASSERT_TRUE(eventually([&] { return !rt.alive(t); }));
+  auto crashes = rt.recent_crashes();
+  ASSERT_EQ(crashes.size(), 1u);
+  EXPECT_EQ(crashes[0].agent, t);
+  EXPECT_EQ(crashes[0].reason.kind, ExitKind::crashed);
+  EXPECT_EQ(crashes[0].reason.detail, "bad input 42");
+  EXPECT_NE(crashes[0].type.find("Thrower"), std::string::npos);
+  EXPECT_EQ(rt.stats().crashed, 1u);
+}
+
+TEST(Runtime, KillStopsAnAgentBeforeItsQueuedMessages) {
+  Runtime rt(small(1));
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0};
+  AgentRef b = rt.spawn<Blocker>(release, handled);
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(rt.send(b, i), SendResult::ok);
+  std::this_thread::sleep_for(10ms);
+  ASSERT_TRUE(rt.kill(b));
+  release = true;
+  ASSERT_TRUE(eventually([&] { return !rt.alive(b); }));
+  EXPECT_EQ(handled, 1);  // only the one already running
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::dead_agent)], 4u);
+  EXPECT_FALSE(rt.kill(b));
+}
+
+// Answers an int request with its square.
+class Squarer : public Agent {
+ public:
+  void on_message(Message& m) override {
+    int v = m.as<int>();
+    reply(m, v * v);
+  }
+};
+
+class Asker : public Agent {
+ public:
+  Asker(AgentRef target, std::chrono::milliseconds timeout, std::atomic<int>& status, std::atomic<int>& value)
+      : target_(target), timeout_(timeout), status_(status), value_(value) {}
+  void on_start() override {
+    ask(target_, Payload::of(12), 0, timeout_, [this](AskStatus s, Message* reply) {
+      if (reply != nullptr) value_ = reply->as<int>();
+      status_ = static_cast<int>(s);
+    });
+  }
+  void on_message(Message&) override {}
+
+ private:
+  AgentRef target_;
+  std::chrono::milliseconds timeout_;
+  std::atomic<int>& status_;
+  std::atomic<int>& value_;
+};
+
+TEST(Ask, ReplyCompletesTheCallback) {
+  Runtime rt(small());
+  std::atomic<int> status{-1}, value{0};
+  AgentRef sq = rt.spawn<Squarer>();
+  rt.spawn<Asker>(sq, 5000ms, status, value);
+  ASSERT_TRUE(eventually([&] { return status != -1; }));
+  EXPECT_EQ(status, static_cast<int>(AskStatus::ok));
+  EXPECT_EQ(value, 144);
+}
+
+class Silent : public Agent {
+ public:
+  void on_message(Message&) override {}
+};
+
+TEST(Ask, NoReplyTimesOut) {
+  Runtime rt(small());
+  std::atomic<int> status{-1}, value{0};
+  AgentRef s = rt.spawn<Silent>();
+  auto t0 = std::chrono::steady_clock::now();
+  rt.spawn<Asker>(s, 50ms, status, value);
+  ASSERT_TRUE(eventually([&] { return status != -1; }));
+  EXPECT_EQ(status, static_cast<int>(AskStatus::timeout));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 50ms);
+}
+
+TEST(Ask, ADeadTargetFailsAtOnce) {
+  Runtime rt(small());
+  std::atomic<int> status{-1}, value{0};
+  rt.spawn<Asker>(AgentRef{999999, 3}, 60000ms, status, value);
+  ASSERT_TRUE(eventually([&] { return status != -1; }, 5000ms));
+  EXPECT_EQ(status, static_cast<int>(AskStatus::dead_agent));
+}
+
+TEST(Ask, ATargetThatDiesWithTheRequestQueuedAnswersDeadAgent) {
+  Runtime rt(small(1));
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0}, status{-1}, value{0};
+  AgentRef b = rt.spawn<Blocker>(release, handled);
+  ASSERT_EQ(rt.send(b, 0), SendResult::ok);  // occupies the only worker... until released
+  rt.spawn<Asker>(b, 60000ms, status, value);
+  std::this_thread::sleep_for(10ms);
+  rt.kill(b);
+  release = true;
+  ASSERT_TRUE(eventually([&] { return status != -1; }, 5000ms));
+  EXPECT_EQ(status, static_cast<int>(AskStatus::dead_agent));
+}
+
+// Counts timer messages; stops a periodic timer after 3.
+class Ticker : public Agent {
+ public:
+  explicit Ticker(std::atomic<int>& ticks) : ticks_(ticks) {}
+  void on_start() override { timer_ = send_periodic(2ms, Payload::of(1)); }
+  void on_message(Message&) override {
+    if (++ticks_ == 3) cancel_timer(timer_);
+  }
+
+ private:
+  std::atomic<int>& ticks_;
+  TimerId timer_ = 0;
+};
+
+TEST(Timers, PeriodicTimerFiresUntilCancelled) {
+  Runtime rt(small());
+  std::atomic<int> ticks{0};
+  rt.spawn<Ticker>(ticks);
+  ASSERT_TRUE(eventually([&] { return ticks >= 3; }));
+  std::this_thread::sleep_for(30ms);
+  EXPECT_EQ(ticks, 3);
+}
+
+TEST(Timers, SendAfterDeliversOnceAfterTheDelay) {
+  Runtime rt(small());
+  std::atomic<long> sum{0};
+  AgentRef a = rt.spawn<Summer>(sum);
+  auto t0 = std::chrono::steady_clock::now();
+  rt.send_after(a, 20ms, Payload::of(9));
+  ASSERT_TRUE(eventually([&] { return sum == 9; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 20ms);
+}
+
+TEST(Timers, CancelledTimerNeverFires) {
+  Runtime rt(small());
+  std::atomic<long> sum{0};
+  AgentRef a = rt.spawn<Summer>(sum);
+  TimerId id = rt.send_after(a, 30ms, Payload::of(1));
+  EXPECT_TRUE(rt.cancel_timer(id));
+  EXPECT_FALSE(rt.cancel_timer(id));
+  std::this_thread::sleep_for(60ms);
+  EXPECT_EQ(sum, 0);
+}
+
+class StopRecorder : public Agent {
+ public:
+  explicit StopRecorder(std::atomic<int>& stops) : stops_(stops) {}
+  void on_message(Message&) override {}
+  void on_stop(const ExitReason& r) override {
+    if (r.kind == ExitKind::shutdown) ++stops_;
+  }
+
+ private:
+  std::atomic<int>& stops_;
+};
+
+TEST(Shutdown, DrainHandlesQueuedMessagesThenStopsEveryAgent) {
+  std::atomic<long> sum{0};
+  std::atomic<int> stops{0};
+  {
+    RuntimeConfig c = small();
+    c.default_mailbox.capacity = 1 << 16;
+    Runtime rt(c);
+    AgentRef a = rt.spawn<Summer>(sum);
+    for (int i = 0; i < 10000; ++i) ASSERT_EQ(rt.send(a, 1), SendResult::ok);
+    for (int i = 0; i < 10; ++i) rt.spawn<StopRecorder>(stops);
+    rt.shutdown(ShutdownPolicy::drain);
+    EXPECT_EQ(rt.stats().live, 0u);
+    EXPECT_EQ(rt.send(a, 1), SendResult::shutting_down);
+  }
+  EXPECT_EQ(sum, 10000);
+  EXPECT_EQ(stops, 10);
+}
+
+TEST(Shutdown, DiscardDropsQueuedMessagesAndCountsThem) {
+  Runtime rt(small(1));
+  std::atomic<bool> release{false};
+  std::atomic<int> handled{0};
+  AgentRef b = rt.spawn<Blocker>(release, handled);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(rt.send(b, i), SendResult::ok);
+  std::this_thread::sleep_for(10ms);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(20ms);
+    release = true;
+  });
+  rt.shutdown(ShutdownPolicy::discard);
+  releaser.join();
+  EXPECT_EQ(handled, 1);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::dead_agent)], 3u);
+}
+
+TEST(Pooling, SpawnWorksWithPoolingOnAndOff) {
+  for (bool pooling : {true, false}) {
+    RuntimeConfig c = small();
+    c.pooling = pooling;
+    Runtime rt(c);
+    std::atomic<long> sum{0};
+    std::vector<AgentRef> refs;
+    for (int i = 0; i < 1000; ++i) refs.push_back(rt.spawn<Summer>(sum));
+    for (AgentRef r : refs) ASSERT_EQ(rt.send(r, 1), SendResult::ok);
+    EXPECT_TRUE(eventually([&] { return sum == 1000; })) << "pooling=" << pooling;
+    for (AgentRef r : refs) rt.stop(r);
+    EXPECT_TRUE(eventually([&] { return rt.stats().live == 0; }));
+  }
+}
+
+class ThrowingCtor : public Agent {
+ public:
+  ThrowingCtor() { throw std::runtime_error("no"); }
+  void on_message(Message&) override {}
+};
+
+TEST(Runtime, SpawnPropagatesConstructorErrorsAndLeaksNothing) {
+  Runtime rt(small());
+  EXPECT_THROW(rt.spawn<ThrowingCtor>(), std::runtime_error);
+  EXPECT_EQ(rt.stats().live, 0u);
+}
+
+TEST(Scheduler, IdleWorkersPark) {
+  Runtime rt(small(2));
+  std::atomic<long> sum{0};
+  AgentRef a = rt.spawn<Summer>(sum);
+  rt.send(a, 1);
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_GE(rt.stats().parks, 1u);
+}
+
+}  // namespace
+}  // namespace swarm

@@ -77,6 +77,9 @@ class Supervisor : public Agent {
   explicit Supervisor(SupervisorSpec spec);
   ~Supervisor() override;  // kills children still running (e.g. after a kill)
 
+  /// For start functions: spawns a child of this supervisor.
+  using Agent::spawn;
+
   /// Asks a simple_one_for_one supervisor to start one more child with `args`.
   static bool start_child(Runtime& rt, AgentRef supervisor, Payload args = {});
 

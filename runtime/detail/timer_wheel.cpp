@@ -30,7 +30,8 @@ std::uint64_t TimerWheel::tick_of(std::chrono::steady_clock::time_point t) const
 TimerId TimerWheel::add(TimerEntry entry, std::chrono::nanoseconds delay) {
   auto* e = new TimerEntry(std::move(entry));
   std::uint64_t ticks = static_cast<std::uint64_t>((delay + tick_ - std::chrono::nanoseconds(1)) / tick_);
-  std::uint64_t due = tick_of(std::chrono::steady_clock::now()) + (ticks == 0 ? 1 : ticks);
+  // +1: the current tick has partly elapsed, and a timer must never fire early.
+  std::uint64_t due = tick_of(std::chrono::steady_clock::now()) + ticks + 1;
   bool wake;
   {
     MutexLock lock(mu_);

@@ -1,0 +1,188 @@
+#include "benchmarks/bench_driver.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
+
+namespace swarm::bench {
+namespace {
+
+using nlohmann::json;
+
+RunResult run(double value, double seconds = 1, std::uint64_t checksum = 0) {
+  return {value, seconds, std::nullopt, checksum};
+}
+
+TEST(ComputeStats, OddCountTakesMiddle) {
+  std::vector<double> v = {5, 1, 3};
+  Stats s = compute_stats(v);
+  EXPECT_EQ(s.median, 3);
+  EXPECT_EQ(s.min, 1);
+  EXPECT_EQ(s.max, 5);
+}
+
+TEST(ComputeStats, EvenCountAveragesMiddleTwo) {
+  std::vector<double> v = {10, 2, 4, 7};
+  Stats s = compute_stats(v);
+  EXPECT_EQ(s.median, 5.5);
+  EXPECT_EQ(s.min, 2);
+  EXPECT_EQ(s.max, 10);
+}
+
+TEST(ComputeStats, SingleAndEmpty) {
+  std::vector<double> one = {42};
+  Stats s = compute_stats(one);
+  EXPECT_EQ(s.median, 42);
+  EXPECT_EQ(s.min, 42);
+  EXPECT_EQ(s.max, 42);
+  Stats none = compute_stats({});
+  EXPECT_EQ(none.median, 0);
+}
+
+TEST(SummaryJson, HasContractFields) {
+  Summary s{"W2", "caf", "msgs/s", {4, 2}, {run(3e6, 0.3), run(1e6, 0.9), run(2e6, 0.5)}};
+  json j = json::parse(summary_json(s));
+  EXPECT_EQ(j.at("workload"), "W2");
+  EXPECT_EQ(j.at("runtime"), "caf");
+  EXPECT_EQ(j.at("unit"), "msgs/s");
+  EXPECT_EQ(j.at("median").get<double>(), 2e6);
+  EXPECT_EQ(j.at("min").get<double>(), 1e6);
+  EXPECT_EQ(j.at("max").get<double>(), 3e6);
+  EXPECT_EQ(j.at("runs"), json({3e6, 1e6, 2e6}));
+  EXPECT_FALSE(j.contains("bytes_per_agent"));
+  EXPECT_EQ(j.at("workers"), 4);
+  EXPECT_EQ(j.at("scale"), 2);
+  EXPECT_EQ(j.at("seconds"), json({0.3, 0.9, 0.5}));
+  EXPECT_EQ(summary_json(s).find('\n'), std::string::npos);
+}
+
+TEST(SummaryJson, W1HasMedianBytesPerAgent) {
+  Summary s{"W1", "swarm", "spawns/s", {}, {run(1), run(2), run(3), run(4)}};
+  double bytes[] = {400, 100, 300, 200};
+  for (int i = 0; i < 4; ++i) s.runs[i].bytes_per_agent = bytes[i];
+  json j = json::parse(summary_json(s));
+  EXPECT_EQ(j.at("bytes_per_agent").get<double>(), 250);
+  EXPECT_EQ(j.at("median").get<double>(), 2.5);
+}
+
+TEST(RunResultJson, RoundTrips) {
+  RunResult r{12345678.9, 0.0811, 321.5, 18446744073709551615ull};
+  Result<RunResult> back = parse_run_result(run_result_json(r));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->value, r.value);
+  EXPECT_EQ(back->seconds, r.seconds);
+  EXPECT_EQ(back->bytes_per_agent, r.bytes_per_agent);
+  EXPECT_EQ(back->checksum, r.checksum);
+
+  back = parse_run_result(R"({"value": 2.5, "seconds": 1})");
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->value, 2.5);
+  EXPECT_FALSE(back->bytes_per_agent.has_value());
+  EXPECT_EQ(back->checksum, 0u);
+}
+
+TEST(RunResultJson, RejectsBadLines) {
+  for (const char* line : {"", "not json", "[1,2]", R"({"seconds": 1})",
+                           R"({"value": "fast", "seconds": 1})",
+                           R"({"value": 1, "seconds": 1, "checksum": -3})"}) {
+    Result<RunResult> r = parse_run_result(line);
+    ASSERT_FALSE(r) << line;
+    EXPECT_EQ(r.error().rfind("swarm-bench: ", 0), 0u) << r.error();
+  }
+}
+
+TEST(Workloads, FindsKnownIds) {
+  for (const char* id : {"W1", "W2", "W5", "W6"}) {
+    Result<const Workload*> w = find_workload(id);
+    ASSERT_TRUE(w) << id;
+    EXPECT_EQ((*w)->id, id);
+    EXPECT_FALSE((*w)->unit.empty());
+    EXPECT_FALSE((*w)->description.empty());
+  }
+  EXPECT_EQ((*find_workload("W5"))->unit, "hops/s");
+}
+
+TEST(Workloads, UnknownIdNamesValueAndAllowed) {
+  Result<const Workload*> w = find_workload("W9");
+  ASSERT_FALSE(w);
+  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W5, W6)");
+}
+
+TEST(Workloads, RuntimeErrors) {
+  Workload swarm_only{"S1", "ops/s", "storage", [](const WorkloadParams&) { return RunResult{}; },
+                      {}};
+  EXPECT_TRUE(workload_function(swarm_only, "swarm"));
+  Result<WorkloadFn> caf = workload_function(swarm_only, "caf");
+  ASSERT_FALSE(caf);
+  EXPECT_EQ(caf.error(), "swarm-bench: workload S1 is not available for runtime caf");
+  Result<WorkloadFn> bad = workload_function(swarm_only, "akka");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("'akka'"), std::string::npos);
+}
+
+TEST(ParseRuntimes, BothAndSingleAndBad) {
+  EXPECT_EQ(*parse_runtimes("both"), (std::vector<std::string>{"swarm", "caf"}));
+  EXPECT_EQ(*parse_runtimes("caf"), (std::vector<std::string>{"caf"}));
+  Result<std::vector<std::string>> bad = parse_runtimes("Swarm");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "swarm-bench: unknown runtime 'Swarm' (allowed: swarm, caf, both)");
+}
+
+TEST(RunBenchmark, InterleavesRuntimesAndReportsProgress) {
+  const Workload& w = **find_workload("W2");
+  std::vector<std::string> order;
+  Runner fake = [&](const Workload&, std::string_view rt, const WorkloadParams&) {
+    order.emplace_back(rt);
+    return Result<RunResult>(run(rt == "swarm" ? 2e6 : 1e6));
+  };
+  std::vector<std::string> rts = {"swarm", "caf"};
+  std::ostringstream progress;
+  auto sums = run_benchmark(w, rts, 2, {}, fake, progress);
+  ASSERT_TRUE(sums) << sums.error();
+  EXPECT_EQ(order, (std::vector<std::string>{"swarm", "caf", "swarm", "caf"}));
+  ASSERT_EQ(sums->size(), 2u);
+  EXPECT_EQ((*sums)[0].runtime, "swarm");
+  EXPECT_EQ((*sums)[1].runs.size(), 2u);
+  EXPECT_NE(progress.str().find("W2 caf run 2/2: 1.00 M msgs/s\n"), std::string::npos);
+  EXPECT_NE(format_table(*sums).find("swarm/caf ratio of medians: 2.00x"), std::string::npos);
+}
+
+TEST(RunBenchmark, StopsAtFirstFailure) {
+  const Workload& w = **find_workload("W6");
+  int calls = 0;
+  Runner failing = [&](const Workload&, std::string_view, const WorkloadParams&) {
+    return ++calls == 2 ? Result<RunResult>(unexpected(std::string("swarm-bench: boom")))
+                        : Result<RunResult>(run(1));
+  };
+  std::vector<std::string> rts = {"swarm"};
+  std::ostringstream progress;
+  auto sums = run_benchmark(w, rts, 5, {}, failing, progress);
+  ASSERT_FALSE(sums);
+  EXPECT_EQ(sums.error(), "swarm-bench: boom (run 2/5)");
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(RunChildProcess, FailingChildNamesWorkloadRuntimeAndStatus) {
+  const Workload& w = **find_workload("W5");
+  Result<RunResult> r = run_child_process("/bin/false", w, "caf", {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), "swarm-bench: W5 caf child exited with status 1");
+}
+
+TEST(RunChildProcess, NonJsonOutputIsAnError) {
+  // echo prints its arguments: a line that is not a RunResult.
+  Result<RunResult> r = run_child_process("/bin/echo", **find_workload("W2"), "swarm", {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().rfind("swarm-bench: W2 swarm child: bad run result", 0), 0u) << r.error();
+}
+
+TEST(FormatRate, ScalesWithPrefix) {
+  EXPECT_EQ(format_rate(12.3149e6, "msgs/s"), "12.31 M msgs/s");
+  EXPECT_EQ(format_rate(2500, "hops/s"), "2.50 k hops/s");
+  EXPECT_EQ(format_rate(12, "agents/s"), "12.00 agents/s");
+}
+
+}  // namespace
+}  // namespace swarm::bench
