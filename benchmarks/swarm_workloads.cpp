@@ -1,0 +1,188 @@
+// The standard workloads (DESIGN.md) on the Swarm runtime. Each function is
+// one measured run; swarm-bench runs it in a fresh process.
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <vector>
+
+#include "benchmarks/workloads.hpp"
+#include "runtime/runtime.hpp"
+
+namespace swarm::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+RuntimeConfig config_for(const WorkloadParams& p) {
+  RuntimeConfig c;
+  if (p.workers != 0) c.workers = p.workers;
+  return c;
+}
+
+class Idle : public Agent {
+ public:
+  void on_message(Message&) override {}
+};
+
+// W2: bounces a counter; the one that sees the limit reports completion.
+class Bouncer : public Agent {
+ public:
+  Bouncer(std::uint64_t limit, std::promise<void>& done) : limit_(limit), done_(done) {}
+  void on_message(Message& m) override {
+    std::uint64_t n = m.as<std::uint64_t>() + 1;
+    if (n >= limit_) {
+      done_.set_value();
+      return;
+    }
+    send(m.sender, n);
+  }
+
+ private:
+  std::uint64_t limit_;
+  std::promise<void>& done_;
+};
+
+// Serves the first ball.
+class Server : public Bouncer {
+ public:
+  Server(AgentRef peer, std::uint64_t limit, std::promise<void>& done) : Bouncer(limit, done), peer_(peer) {}
+  void on_start() override { send(peer_, std::uint64_t{0}); }
+
+ private:
+  AgentRef peer_;
+};
+
+// W5: a ring member forwards the token to `next` until the hop count is spent.
+class RingMember : public Agent {
+ public:
+  explicit RingMember(std::promise<void>& done) : done_(done) {}
+  void on_message(Message& m) override {
+    if (m.kind == 1) {  // wiring: the next member's ref
+      next_ = m.as<AgentRef>();
+      return;
+    }
+    std::uint64_t left = m.as<std::uint64_t>();
+    if (left == 0) {
+      done_.set_value();
+      return;
+    }
+    send(next_, left - 1);
+  }
+
+ private:
+  std::promise<void>& done_;
+  AgentRef next_;
+};
+
+// W6: spawns 10 children until depth 0; leaves report 1; parents sum.
+class TreeNode : public Agent {
+ public:
+  TreeNode(AgentRef parent, unsigned depth, std::promise<std::uint64_t>* root_done)
+      : parent_(parent), depth_(depth), root_done_(root_done) {}
+  void on_start() override {
+    if (depth_ == 0) {
+      report(1);
+      return;
+    }
+    for (int i = 0; i < 10; ++i) spawn<TreeNode>(self(), depth_ - 1, nullptr);
+  }
+  void on_message(Message& m) override {
+    sum_ += m.as<std::uint64_t>();
+    if (++replies_ == 10) report(sum_);
+  }
+
+ private:
+  void report(std::uint64_t v) {
+    if (root_done_ != nullptr) {
+      root_done_->set_value(v);
+    } else {
+      send(parent_, v);
+    }
+    stop();
+  }
+  AgentRef parent_;
+  unsigned depth_;
+  std::promise<std::uint64_t>* root_done_;
+  std::uint64_t sum_ = 0;
+  unsigned replies_ = 0;
+};
+
+}  // namespace
+
+RunResult swarm_w1(const WorkloadParams& p) {
+  const std::uint64_t n = p.scale != 0 ? p.scale : 100'000;
+  Runtime rt(config_for(p));
+  std::vector<AgentRef> refs;
+  refs.reserve(n);
+  const std::uint64_t rss0 = resident_bytes();
+  auto t0 = Clock::now();
+  for (std::uint64_t i = 0; i < n; ++i) refs.push_back(rt.spawn<Idle>());
+  RunResult r;
+  r.seconds = seconds_since(t0);
+  // The refs vector is the benchmark's own bookkeeping, not the agents' cost.
+  r.bytes_per_agent = (static_cast<double>(resident_bytes() - rss0) - static_cast<double>(n * sizeof(AgentRef))) /
+                      static_cast<double>(n);
+  r.value = static_cast<double>(n) / r.seconds;
+  r.checksum = rt.stats().live;
+  rt.shutdown(ShutdownPolicy::discard);
+  return r;
+}
+
+RunResult swarm_w2(const WorkloadParams& p) {
+  const std::uint64_t n = p.scale != 0 ? p.scale : 1'000'000;
+  Runtime rt(config_for(p));
+  std::promise<void> done;
+  AgentRef b = rt.spawn<Bouncer>(n, done);
+  auto t0 = Clock::now();
+  rt.spawn<Server>(b, n, done);
+  done.get_future().wait();
+  RunResult r;
+  r.seconds = seconds_since(t0);
+  r.value = static_cast<double>(n) / r.seconds;
+  r.checksum = n;
+  return r;
+}
+
+RunResult swarm_w5(const WorkloadParams& p) {
+  const std::uint64_t hops = p.scale != 0 ? p.scale : 1'000'000;
+  constexpr int kRing = 503;
+  Runtime rt(config_for(p));
+  std::promise<void> done;
+  std::vector<AgentRef> ring;
+  for (int i = 0; i < kRing; ++i) ring.push_back(rt.spawn<RingMember>(done));
+  for (int i = 0; i < kRing; ++i) rt.send(ring[i], ring[(i + 1) % kRing], 1);
+  rt.wait_idle();
+  auto t0 = Clock::now();
+  rt.send(ring[0], hops);
+  done.get_future().wait();
+  RunResult r;
+  r.seconds = seconds_since(t0);
+  r.value = static_cast<double>(hops) / r.seconds;
+  r.checksum = hops;
+  return r;
+}
+
+RunResult swarm_w6(const WorkloadParams& p) {
+  unsigned depth = 6;
+  if (p.scale != 0) {
+    depth = 1;
+    for (std::uint64_t leaves = 10; leaves < p.scale; leaves *= 10) ++depth;
+  }
+  std::uint64_t agents = 0, level = 1;
+  for (unsigned d = 0; d <= depth; ++d, level *= 10) agents += level;
+  RuntimeConfig c = config_for(p);
+  Runtime rt(c);
+  std::promise<std::uint64_t> done;
+  auto t0 = Clock::now();
+  rt.spawn<TreeNode>(AgentRef{}, depth, &done);
+  RunResult r;
+  r.checksum = done.get_future().get();
+  r.seconds = seconds_since(t0);
+  r.value = static_cast<double>(agents) / r.seconds;
+  return r;
+}
+
+}  // namespace swarm::bench
