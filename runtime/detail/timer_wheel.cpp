@@ -33,16 +33,17 @@ TimerId TimerWheel::add(TimerEntry entry, std::chrono::nanoseconds delay) {
   // +1: the current tick has partly elapsed, and a timer must never fire early.
   std::uint64_t due = tick_of(std::chrono::steady_clock::now()) + ticks + 1;
   bool wake;
+  TimerId id;
   {
     MutexLock lock(mu_);
-    e->id = next_id_++;
+    id = e->id = next_id_++;
     e->due_tick = due;
     live_.emplace(e->id, e);
     place_locked(e);
     wake = due < sleeping_until_;
   }
   if (wake) cv_.notify_one();
-  return e->id;
+  return id;  // not e->id: e may have fired and been deleted already
 }
 
 void TimerWheel::place_locked(TimerEntry* e) {
