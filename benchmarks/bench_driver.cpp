@@ -142,6 +142,7 @@ std::string summary_json(const Summary& s) {
   if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
   j["workers"] = s.params.workers;
   j["scale"] = s.params.scale;
+  if (s.runtime == "swarm") j["pooling"] = to_string(s.params.pooling);
   j["seconds"] = seconds;
   j["checksums"] = checksums;
   return j.dump();
@@ -231,7 +232,8 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   std::vector<std::string> args = {"swarm-bench", std::string(w.id), "--child",
                                    "--runtime",   std::string(runtime), "--workers",
                                    std::to_string(params.workers),      "--scale",
-                                   std::to_string(params.scale)};
+                                   std::to_string(params.scale),        "--pooling",
+                                   std::string(to_string(params.pooling))};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

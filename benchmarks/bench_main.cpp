@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scale", params.scale, "Problem size; 0 = the workload's standard size")
       ->capture_default_str();
+  std::string pooling = "default";
+  app.add_option("--pooling", pooling, "Swarm's per-type agent pools: on, off, or the runtime's default")
+      ->check(CLI::IsMember({"on", "off", "default"}))
+      ->capture_default_str();
   // Internal: one run in this process, its RunResult as a JSON line on stdout.
   app.add_flag("--child", child)->group("");
   app.footer(workload_help());
@@ -60,6 +64,7 @@ int main(int argc, char** argv) {
     std::cerr << "swarm-bench: " << e.what() << " (see --help)\n";
     return kBadInput;
   }
+  if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 
   auto workload = find_workload(workload_id);
   if (!workload) {

@@ -6,6 +6,15 @@
 
 namespace swarm::bench {
 
+std::string_view to_string(WorkloadParams::Pooling p) {
+  switch (p) {
+    case WorkloadParams::Pooling::on: return "on";
+    case WorkloadParams::Pooling::off: return "off";
+    case WorkloadParams::Pooling::runtime_default: break;
+  }
+  return "default";
+}
+
 std::uint64_t resident_bytes() {
   // statm: size resident shared text lib data dt, in pages.
   std::ifstream statm("/proc/self/statm");

@@ -3,6 +3,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -96,18 +97,53 @@ void BM_Runtime_Spawn(benchmark::State& state) {
 }
 BENCHMARK(BM_Runtime_Spawn)->ArgName("pooled")->Arg(1)->Arg(0);
 
-// Spawn and exit, both timed: the full life of a short-lived agent.
+// The full life of a short-lived agent, on a worker: an agent spawns a child,
+// the child reports back from on_start and exits. One iteration = one child.
+class Child : public Agent {
+ public:
+  explicit Child(AgentRef spawner) : spawner_(spawner) {}
+  void on_start() override {
+    send(spawner_, std::uint64_t{1});
+    stop();
+  }
+  void on_message(Message&) override {}
+
+ private:
+  AgentRef spawner_;
+};
+
+class Spawner : public Agent {
+ public:
+  Spawner(std::uint64_t batch, std::promise<void>*& done) : batch_(batch), done_(done) {}
+  void on_message(Message& m) override {
+    if (!m.sender.valid()) {  // from the benchmark thread: start a batch
+      for (std::uint64_t i = 0; i < batch_; ++i) spawn<Child>(self());
+    } else if (++returned_ % batch_ == 0) {
+      done_->set_value();
+    }
+  }
+
+ private:
+  std::uint64_t batch_;
+  std::promise<void>*& done_;
+  std::uint64_t returned_ = 0;
+};
+
 void BM_Runtime_SpawnExit(benchmark::State& state) {
+  constexpr std::uint64_t kBatch = 1000;
   RuntimeConfig c;
   c.workers = 1;
   c.pooling = state.range(0) != 0;
   Runtime rt(c);
+  std::promise<void>* done = nullptr;
+  AgentRef spawner = rt.spawn<Spawner>(kBatch, done);
   for (auto _ : state) {
-    AgentRef r = rt.spawn<Idle>();
-    rt.stop(r);
-    if ((state.iterations() & 1023) == 0) rt.wait_idle();
+    std::promise<void> batch_done;
+    done = &batch_done;
+    rt.send(spawner, std::uint64_t{0});
+    batch_done.get_future().wait();
   }
-  rt.wait_idle();
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kBatch));
 }
 BENCHMARK(BM_Runtime_SpawnExit)->ArgName("pooled")->Arg(1)->Arg(0)->UseRealTime();
 

@@ -19,6 +19,7 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 RuntimeConfig config_for(const WorkloadParams& p) {
   RuntimeConfig c;
   if (p.workers != 0) c.workers = p.workers;
+  if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
   return c;
 }
 

@@ -7,13 +7,17 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace swarm::bench {
 
 struct WorkloadParams {
   unsigned workers = 0;     // worker threads; 0 = hardware cores
   std::uint64_t scale = 0;  // 0 = the standard size (W1 100k agents, W2 1M msgs, ...)
+  enum class Pooling { runtime_default, on, off } pooling = Pooling::runtime_default;  // Swarm's agent pools
 };
+
+std::string_view to_string(WorkloadParams::Pooling);
 
 struct RunResult {
   double value = 0;                       // higher is better, in the workload's unit

@@ -6,20 +6,20 @@
 
 namespace swarm::detail {
 namespace {
-constexpr unsigned kBlocksPerSlab = 256;
-constexpr unsigned kCacheMax = 512;  // per thread and pool
-constexpr unsigned kMoveBatch = 256;
+constexpr unsigned kChainSize = 256;  // blocks per slab and per transfer
 std::atomic<unsigned> next_pool_id{0};
 }  // namespace
 
-// Per-thread free lists of every pool, indexed by pool id. Owner-only. At thread
+// Per-thread caches of every pool, indexed by pool id. Owner-only. At thread
 // exit the blocks go back to their pools. Pools are statics that outlive every
 // thread the runtime starts.
 struct ObjectPool::ThreadCaches {
-  std::vector<std::pair<ObjectPool*, Chain>> by_id;
+  std::vector<std::pair<ObjectPool*, Cache>> by_id;
   ~ThreadCaches() {
-    for (auto& [pool, chain] : by_id) {
-      if (pool != nullptr) pool->spill(chain, 0);
+    for (auto& [pool, cache] : by_id) {
+      if (pool == nullptr) continue;
+      if (cache.current.count != 0) pool->give_chain(cache.current);
+      if (cache.spare.count != 0) pool->give_chain(cache.spare);
     }
   }
 };
@@ -34,63 +34,69 @@ ObjectPool::~ObjectPool() {
   for (void* slab : slabs_) ::operator delete(slab, std::align_val_t(align_));
 }
 
-ObjectPool::Chain& ObjectPool::local_chain() {
+ObjectPool::Cache& ObjectPool::local_cache() {
   thread_local ThreadCaches caches;
-  if (caches.by_id.size() <= id_) caches.by_id.resize(id_ + 1, {nullptr, Chain{}});
+  if (caches.by_id.size() <= id_) caches.by_id.resize(id_ + 1, {nullptr, Cache{}});
   auto& entry = caches.by_id[id_];
   entry.first = this;
   return entry.second;
 }
 
 void* ObjectPool::allocate() {
-  Chain& local = local_chain();
-  if (local.head == nullptr) refill(local);
-  FreeNode* n = local.head;
-  local.head = n->next;
-  --local.count;
+  Cache& c = local_cache();
+  if (c.current.head == nullptr) {
+    if (c.spare.head != nullptr) {
+      c.current = c.spare;
+      c.spare = Chain{};
+    } else {
+      c.current = take_chain();
+    }
+  }
+  FreeNode* n = c.current.head;
+  c.current.head = n->next;
+  --c.current.count;
   return n;
 }
 
 void ObjectPool::deallocate(void* p) noexcept {
-  Chain& local = local_chain();
+  Cache& c = local_cache();
+  if (c.current.count == kChainSize) {
+    if (c.spare.head != nullptr) give_chain(c.spare);
+    c.spare = c.current;
+    c.current = Chain{};
+  }
   auto* n = static_cast<FreeNode*>(p);
-  n->next = local.head;
-  local.head = n;
-  if (++local.count > kCacheMax) spill(local, kCacheMax - kMoveBatch);
+  n->next = c.current.head;
+  c.current.head = n;
+  ++c.current.count;
 }
 
-void ObjectPool::refill(Chain& local) {
+// A chain from the shared list, or a new slab carved into one.
+ObjectPool::Chain ObjectPool::take_chain() {
   MutexLock lock(mu_);
-  if (!shared_.empty()) {
-    local = shared_.back();
-    shared_.pop_back();
-    return;
+  if (shared_ != nullptr) {
+    Chain c{shared_, shared_->chain_count};
+    shared_ = shared_->next_chain;
+    return c;
   }
-  auto* slab = static_cast<std::byte*>(
-      ::operator new(block_size_ * kBlocksPerSlab, std::align_val_t(align_)));
+  auto* slab = static_cast<std::byte*>(::operator new(block_size_ * kChainSize, std::align_val_t(align_)));
   slabs_.push_back(slab);
-  for (unsigned i = kBlocksPerSlab; i-- > 0;) {
+  Chain c;
+  for (unsigned i = kChainSize; i-- > 0;) {
     auto* n = reinterpret_cast<FreeNode*>(slab + i * block_size_);
-    n->next = local.head;
-    local.head = n;
+    n->next = c.head;
+    c.head = n;
   }
-  local.count = kBlocksPerSlab;
+  c.count = kChainSize;
+  return c;
 }
 
-// Moves all but `keep` blocks of `local` to the shared list.
-void ObjectPool::spill(Chain& local, unsigned keep) noexcept {
-  if (local.count <= keep) return;
-  Chain moved;
-  while (local.count > keep) {
-    FreeNode* n = local.head;
-    local.head = n->next;
-    --local.count;
-    n->next = moved.head;
-    moved.head = n;
-    ++moved.count;
-  }
+// REQUIRES: chain is not empty.
+void ObjectPool::give_chain(Chain chain) noexcept {
   MutexLock lock(mu_);
-  shared_.push_back(moved);
+  chain.head->next_chain = shared_;
+  chain.head->chain_count = chain.count;
+  shared_ = chain.head;
 }
 
 }  // namespace swarm::detail
