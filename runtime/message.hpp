@@ -19,6 +19,7 @@
 #include <type_traits>
 
 #include "base/check.hpp"
+#include "base/payload.hpp"
 
 namespace swarm {
 
@@ -58,72 +59,6 @@ enum class SendResult : std::uint8_t {
   shutting_down,  // the runtime stopped taking messages from outside
 };
 std::string_view to_string(SendResult r);
-
-namespace detail {
-/// Shared heap buffer for large payloads: refcount, size, then the bytes.
-struct SharedBuffer {
-  std::atomic<std::uint32_t> refs;
-  std::uint32_t size;
-  std::byte* data() { return reinterpret_cast<std::byte*>(this + 1); }
-};
-}  // namespace detail
-
-/// An immutable byte payload; copies share large buffers. Thread-compatible.
-class Payload {
- public:
-  static constexpr std::size_t kInlineBytes = 32;
-
-  Payload() noexcept = default;
-  explicit Payload(std::span<const std::byte> bytes);
-  explicit Payload(std::string_view text)
-      : Payload(std::as_bytes(std::span(text.data(), text.size()))) {}
-  Payload(const Payload& other) noexcept;
-  Payload(Payload&& other) noexcept;
-  Payload& operator=(Payload other) noexcept;
-  ~Payload() { release(); }
-
-  /// A payload holding the bytes of a trivially copyable value.
-  template <class T>
-  static Payload of(const T& value) {
-    static_assert(std::is_trivially_copyable_v<T>, "Payload::of needs a trivially copyable type");
-    return Payload(std::as_bytes(std::span(&value, 1)));
-  }
-
-  std::span<const std::byte> bytes() const noexcept {
-    return heap_tagged() ? std::span<const std::byte>(heap()->data(), heap()->size)
-                         : std::span<const std::byte>(storage_, size_);
-  }
-  std::string_view text() const noexcept {
-    auto b = bytes();
-    return {reinterpret_cast<const char*>(b.data()), b.size()};
-  }
-  std::size_t size() const noexcept { return bytes().size(); }
-  bool is_inline() const noexcept { return !heap_tagged(); }
-
-  /// The value a Payload::of<T> stored. REQUIRES: size() == sizeof(T).
-  template <class T>
-  T as() const noexcept {
-    static_assert(std::is_trivially_copyable_v<T>);
-    T out{};
-    auto b = bytes();
-    SWARM_DCHECK(b.size() == sizeof(T));
-    std::memcpy(&out, b.data(), b.size() < sizeof(T) ? b.size() : sizeof(T));
-    return out;
-  }
-
- private:
-  static constexpr std::uint8_t kHeapTag = 0xff;  // size_ value: storage_ holds a SharedBuffer*
-  bool heap_tagged() const noexcept { return size_ == kHeapTag; }
-  detail::SharedBuffer* heap() const noexcept {
-    detail::SharedBuffer* buf;
-    std::memcpy(&buf, storage_, sizeof(buf));
-    return buf;
-  }
-  void release() noexcept;
-
-  alignas(8) std::byte storage_[kInlineBytes];
-  std::uint8_t size_ = 0;
-};
 
 /// Internal message kinds; user messages are `user`.
 enum class SystemKind : std::uint8_t {
