@@ -83,7 +83,7 @@ class Payload {
   }
   void release() noexcept;
 
-  alignas(8) std::byte storage_[kInlineBytes];
+  alignas(8) std::byte storage_[kInlineBytes]{};  // zeroed: keeps GCC's -Wmaybe-uninitialized quiet under sanitizers
   std::uint8_t size_ = 0;
 };
 

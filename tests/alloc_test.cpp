@@ -14,6 +14,10 @@ namespace {
 std::atomic<std::uint64_t> g_allocations{0};
 }
 
+// The replacements below pair malloc with free by design; GCC cannot see that
+// every operator new of this binary is the malloc-based one.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
