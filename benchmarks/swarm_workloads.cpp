@@ -167,13 +167,8 @@ RunResult swarm_w5(const WorkloadParams& p) {
 }
 
 RunResult swarm_w6(const WorkloadParams& p) {
-  unsigned depth = 6;
-  if (p.scale != 0) {
-    depth = 1;
-    for (std::uint64_t leaves = 10; leaves < p.scale; leaves *= 10) ++depth;
-  }
-  std::uint64_t agents = 0, level = 1;
-  for (unsigned d = 0; d <= depth; ++d, level *= 10) agents += level;
+  const unsigned depth = spawn_tree_depth(p);
+  const std::uint64_t agents = spawn_tree_agents(depth);
   RuntimeConfig c = config_for(p);
   Runtime rt(c);
   std::promise<std::uint64_t> done;

@@ -41,6 +41,20 @@ RunResult caf_w2(const WorkloadParams&);
 RunResult caf_w5(const WorkloadParams&);
 RunResult caf_w6(const WorkloadParams&);
 
+// W6's shape: the depth whose 10^depth leaves reach `scale` (standard: 6, 1M
+// leaves), and the number of agents in such a tree.
+inline unsigned spawn_tree_depth(const WorkloadParams& p) {
+  if (p.scale == 0) return 6;
+  unsigned depth = 1;
+  for (std::uint64_t leaves = 10; leaves < p.scale; leaves *= 10) ++depth;
+  return depth;
+}
+inline std::uint64_t spawn_tree_agents(unsigned depth) {
+  std::uint64_t agents = 0, level = 1;
+  for (unsigned d = 0; d <= depth; ++d, level *= 10) agents += level;
+  return agents;
+}
+
 // Resident set size of this process in bytes (from /proc/self/statm).
 std::uint64_t resident_bytes();
 

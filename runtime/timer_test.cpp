@@ -16,6 +16,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
+// Records what fired and when; `fire` is the wheel's callback.
 struct Fired {
   Mutex mu;
   std::vector<std::uint32_t> kinds SWARM_GUARDED_BY(mu);
@@ -23,6 +24,14 @@ struct Fired {
   std::size_t count() {
     MutexLock l(mu);
     return kinds.size();
+  }
+  TimerWheel::FireFn fire() {
+    return [this](const TimerEntry& e) {
+      MutexLock l(mu);
+      kinds.push_back(e.kind);
+      at.push_back(Clock::now());
+      return true;
+    };
   }
 };
 
@@ -35,12 +44,7 @@ TimerEntry entry(std::uint32_t kind, std::chrono::nanoseconds period = 0ns) {
 
 TEST(TimerWheel, FiresInDueOrderAndNeverEarly) {
   Fired fired;
-  TimerWheel wheel(1ms, [&](const TimerEntry& e) {
-    MutexLock l(fired.mu);
-    fired.kinds.push_back(e.kind);
-    fired.at.push_back(Clock::now());
-    return true;
-  });
+  TimerWheel wheel(1ms, fired.fire());
   auto t0 = Clock::now();
   wheel.add(entry(3), 30ms);
   wheel.add(entry(1), 10ms);
@@ -55,12 +59,7 @@ TEST(TimerWheel, FiresInDueOrderAndNeverEarly) {
 TEST(TimerWheel, DelaysBeyondOneRevolutionWaitTheirTurn) {
   Fired fired;
   // 4096 slots of 100us: one revolution is ~410 ms; 500 ms wraps around once.
-  TimerWheel wheel(100us, [&](const TimerEntry& e) {
-    MutexLock l(fired.mu);
-    fired.kinds.push_back(e.kind);
-    fired.at.push_back(Clock::now());
-    return true;
-  });
+  TimerWheel wheel(100us, fired.fire());
   auto t0 = Clock::now();
   wheel.add(entry(7), 500ms);
   ASSERT_TRUE(test::eventually([&] { return fired.count() == 1; }));
