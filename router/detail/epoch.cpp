@@ -1,0 +1,106 @@
+#include "router/detail/epoch.hpp"
+
+#include <stdexcept>
+
+namespace swarm::router::detail {
+
+// The calling thread's slot in the global domain; returned at thread exit.
+struct ThreadSlot {
+  std::atomic<std::uint64_t>* slot = nullptr;
+  unsigned depth = 0;
+  ~ThreadSlot() {
+    if (slot != nullptr) EpochDomain::global().release_slot(slot);
+  }
+};
+
+namespace {
+thread_local ThreadSlot tls_slot;
+}
+
+EpochDomain& EpochDomain::global() {
+  static EpochDomain* domain = new EpochDomain();  // never destroyed: threads may exit after main
+  return *domain;
+}
+
+EpochDomain::~EpochDomain() {
+  MutexLock lock(mu_);
+  for (Retired& r : retired_) r.free();
+}
+
+std::atomic<std::uint64_t>* EpochDomain::acquire_slot() {
+  for (unsigned i = 0; i < kMaxThreads; ++i) {
+    bool expected = false;
+    if (!slots_[i].taken.load(std::memory_order_relaxed) &&
+        slots_[i].taken.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+      unsigned used = slots_used_.load(std::memory_order_relaxed);
+      while (used < i + 1 && !slots_used_.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
+      }
+      return &slots_[i].epoch;
+    }
+  }
+  throw std::runtime_error("router: more than 1024 threads reading topics at once");
+}
+
+void EpochDomain::release_slot(std::atomic<std::uint64_t>* s) noexcept {
+  s->store(0, std::memory_order_release);
+  Slot* slot = reinterpret_cast<Slot*>(reinterpret_cast<char*>(s) - offsetof(Slot, epoch));
+  slot->taken.store(false, std::memory_order_release);
+}
+
+EpochDomain::Guard::Guard(EpochDomain& d) noexcept {
+  ThreadSlot& t = tls_slot;
+  if (t.slot == nullptr) t.slot = d.acquire_slot();
+  slot_ = t.slot;
+  outer_ = t.depth++ == 0;
+  // seq_cst: the announcement must be visible before this thread reads any
+  // pointer, and ordered against writers' retire() (see collect()).
+  if (outer_) slot_->store(d.epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+}
+
+EpochDomain::Guard::~Guard() {
+  --tls_slot.depth;
+  if (outer_) slot_->store(0, std::memory_order_release);
+}
+
+void EpochDomain::retire(std::function<void()> free) {
+  {
+    MutexLock lock(mu_);
+    // The object was unlinked before this point: a reader that still holds it
+    // announced an epoch <= the one recorded here.
+    retired_.push_back({epoch_.fetch_add(1, std::memory_order_seq_cst), std::move(free)});
+  }
+  collect();
+}
+
+std::uint64_t EpochDomain::oldest_reader() const noexcept {
+  std::uint64_t oldest = UINT64_MAX;
+  unsigned used = slots_used_.load(std::memory_order_acquire);
+  for (unsigned i = 0; i < used; ++i) {
+    std::uint64_t e = slots_[i].epoch.load(std::memory_order_seq_cst);
+    if (e != 0 && e < oldest) oldest = e;
+  }
+  return oldest;
+}
+
+std::size_t EpochDomain::collect() {
+  std::vector<std::function<void()>> ready;
+  std::size_t waiting;
+  {
+    MutexLock lock(mu_);
+    const std::uint64_t oldest = oldest_reader();
+    std::size_t kept = 0;
+    for (Retired& r : retired_) {
+      if (r.epoch < oldest) {
+        ready.push_back(std::move(r.free));
+      } else {
+        retired_[kept++] = std::move(r);
+      }
+    }
+    retired_.resize(kept);
+    waiting = kept;
+  }
+  for (auto& f : ready) f();
+  return waiting;
+}
+
+}  // namespace swarm::router::detail

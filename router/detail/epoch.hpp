@@ -1,0 +1,70 @@
+#pragma once
+// Epoch-based reclamation for the router's read path.
+//
+// Readers wrap each access in a Guard: it announces the global epoch in the
+// thread's slot (one store) and clears it on exit. Writers unlink an object,
+// then retire() it with the current epoch; it is freed once every reader that
+// could have seen it has left (every announced epoch is newer, or idle).
+// Readers never block and never write shared cache lines.
+//
+// Thread-safe. A domain is shared by every router of the process; a thread
+// takes a slot on first use and returns it when it exits.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "base/mutex.hpp"
+
+namespace swarm::router::detail {
+
+class EpochDomain {
+ public:
+  static constexpr unsigned kMaxThreads = 1024;
+
+  static EpochDomain& global();
+
+  class Guard {
+   public:
+    explicit Guard(EpochDomain& d) noexcept;
+    ~Guard();
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    std::atomic<std::uint64_t>* slot_;
+    bool outer_;  // nested guards on one thread: only the outermost announces
+  };
+
+  /// Frees `free` later, when no reader can still hold what it frees.
+  void retire(std::function<void()> free);
+  /// Frees what can be freed now; returns how many are still waiting.
+  std::size_t collect();
+
+  ~EpochDomain();
+
+ private:
+  struct alignas(64) Slot {
+    std::atomic<std::uint64_t> epoch{0};  // 0: not reading
+    std::atomic<bool> taken{false};
+  };
+  struct Retired {
+    std::uint64_t epoch;
+    std::function<void()> free;
+  };
+  friend struct ThreadSlot;
+
+  std::atomic<std::uint64_t>* acquire_slot();
+  void release_slot(std::atomic<std::uint64_t>* s) noexcept;
+  std::uint64_t oldest_reader() const noexcept;
+
+  std::atomic<std::uint64_t> epoch_{1};
+  std::atomic<unsigned> slots_used_{0};  // high-water mark of slots_
+  Slot slots_[kMaxThreads];
+
+  Mutex mu_;
+  std::vector<Retired> retired_ SWARM_GUARDED_BY(mu_);
+};
+
+}  // namespace swarm::router::detail

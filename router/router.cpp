@@ -1,0 +1,452 @@
+#include "router/router.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "router/detail/epoch.hpp"
+
+namespace swarm::router {
+
+using detail::EpochDomain;
+
+std::string_view to_string(DeadLetter r) {
+  switch (r) {
+    case DeadLetter::no_subscriber: return "no_subscriber";
+    case DeadLetter::mailbox_full: return "mailbox_full";
+    case DeadLetter::dead_agent: return "dead_agent";
+  }
+  return "unknown";
+}
+
+Result<void> RouterConfig::validate() const {
+  if (max_topic_bytes < 1 || max_topic_bytes > 4096) {
+    return unexpected("router: max_topic_bytes = " + std::to_string(max_topic_bytes) + " is out of range (allowed: 1..4096)");
+  }
+  if (max_tokens < 1 || max_tokens > 64) {
+    return unexpected("router: max_tokens = " + std::to_string(max_tokens) + " is out of range (allowed: 1..64)");
+  }
+  constexpr std::size_t kTopicCap = std::size_t{1} << 28;
+  if (max_topics < 1 || max_topics > kTopicCap) {
+    return unexpected("router: max_topics = " + std::to_string(max_topics) + " is out of range (allowed: 1.." +
+                      std::to_string(kTopicCap) + ")");
+  }
+  if (group_policy != GroupPolicy::round_robin && group_policy != GroupPolicy::least_loaded) {
+    return unexpected(std::string("router: group_policy is not a policy (allowed: round_robin, least_loaded)"));
+  }
+  return {};
+}
+
+// -- internal structures ---
+
+struct Router::Sub {
+  SubscriptionId id;
+  std::string pattern;
+  std::string group;  // empty: none
+  Subscriber who;
+  bool wildcard;
+  TopicId topic;  // exact subscriptions: the pattern's topic
+};
+
+struct Router::TrieNode {
+  std::unordered_map<std::string, std::unique_ptr<TrieNode>, StringHash, std::equal_to<>> children;
+  std::unique_ptr<TrieNode> star;
+  std::vector<Sub*> here;  // patterns that end at this node
+  std::vector<Sub*> rest;  // patterns "...this node.>": one or more tokens follow
+  bool empty() const { return children.empty() && !star && here.empty() && rest.empty(); }
+};
+
+// A topic's subscribers, flat, immutable once published.
+struct Router::Resolved {
+  struct Group {
+    std::vector<Subscriber> members;
+    mutable std::atomic<std::uint32_t> next{0};  // round robin cursor
+  };
+  std::uint64_t topic_version;
+  std::uint64_t wildcard_generation;
+  std::vector<Subscriber> plain;  // de-duplicated
+  std::unique_ptr<Group[]> groups;
+  std::size_t group_count = 0;
+};
+
+struct Router::TopicEntry {
+  TopicId id = 0;
+  std::size_t hash = 0;
+  std::string name;
+  std::vector<std::string_view> tokens;  // views into name; the entry never moves
+  std::atomic<std::uint64_t> version{0};
+  std::atomic<const Resolved*> resolved{nullptr};
+  ~TopicEntry() { delete resolved.load(std::memory_order_relaxed); }
+};
+
+struct Router::NameTable {
+  explicit NameTable(std::size_t capacity) : mask(capacity - 1), slots(new std::atomic<TopicEntry*>[capacity]) {
+    for (std::size_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
+  }
+  TopicEntry* find(std::string_view name, std::size_t hash) const noexcept {
+    for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+      TopicEntry* e = slots[i].load(std::memory_order_acquire);
+      if (e == nullptr) return nullptr;
+      if (e->hash == hash && e->name == name) return e;
+    }
+  }
+  void insert(TopicEntry* e) noexcept {  // writers only; the table has room
+    std::size_t i = e->hash & mask;
+    while (slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
+    slots[i].store(e, std::memory_order_release);
+    ++count;
+  }
+  const std::size_t mask;
+  std::unique_ptr<std::atomic<TopicEntry*>[]> slots;
+  std::size_t count = 0;  // writers only
+};
+
+std::size_t Router::SubscriberHash::operator()(Subscriber s) const noexcept {
+  return std::hash<const void*>{}(s.endpoint) ^ (std::hash<std::uint64_t>{}(s.address) * 0x9e3779b97f4a7c15ULL);
+}
+
+// -- construction ---
+
+namespace {
+RouterConfig validated(const RouterConfig& c) {
+  if (auto r = c.validate(); !r) throw std::invalid_argument(r.error());
+  return c;
+}
+constexpr TopicId kSegmentSize = TopicId{1} << 12;
+}  // namespace
+
+Router::Router(RouterConfig config)
+    : config_(validated(config)),
+      limits_{config_.max_topic_bytes, config_.max_tokens},
+      segments_(new std::atomic<TopicEntry*>[kSegments]),
+      wildcards_(std::make_unique<TrieNode>()) {
+  for (unsigned i = 0; i < kSegments; ++i) segments_[i].store(nullptr, std::memory_order_relaxed);
+  MutexLock lock(mu_);
+  name_tables_.push_back(std::make_unique<NameTable>(1024));
+  names_.store(name_tables_.back().get(), std::memory_order_release);
+}
+
+Router::~Router() {
+  // Retired sets waiting in the epoch domain own only themselves: they may be
+  // freed after the router is gone. Free what can be freed now.
+  EpochDomain::global().collect();
+  for (unsigned i = 0; i < kSegments; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
+}
+
+// -- topics ---
+
+Router::TopicEntry* Router::entry(TopicId id) const noexcept {
+  TopicEntry* seg = segments_[id >> kSegmentBits].load(std::memory_order_acquire);
+  if (seg == nullptr) return nullptr;
+  TopicEntry* e = &seg[id & (kSegmentSize - 1)];
+  // A slot of an allocated segment that no topic took yet has no name.
+  return e->name.empty() ? nullptr : e;
+}
+
+std::string_view Router::topic_name(TopicId id) const {
+  TopicEntry* e = entry(id);
+  return e == nullptr ? std::string_view{} : std::string_view(e->name);
+}
+
+Result<TopicId> Router::intern(std::string_view topic) {
+  const std::size_t hash = StringHash{}(topic);
+  if (TopicEntry* e = names_.load(std::memory_order_acquire)->find(topic, hash)) return e->id;
+  MutexLock lock(mu_);
+  return intern_locked(topic);
+}
+
+Result<TopicId> Router::intern_locked(std::string_view topic) {
+  const std::size_t hash = StringHash{}(topic);
+  NameTable* names = names_.load(std::memory_order_relaxed);
+  if (TopicEntry* e = names->find(topic, hash)) return e->id;
+  if (auto r = validate_topic(topic, limits_); !r) return unexpected(r.error());
+  if (topic_count_ >= config_.max_topics) {
+    return unexpected("router: cannot add topic \"" + std::string(topic) + "\": " + std::to_string(topic_count_) +
+                      " topics exist, the limit (max_topics)");
+  }
+  const TopicId id = topic_count_;
+  std::atomic<TopicEntry*>& seg = segments_[id >> kSegmentBits];
+  if (seg.load(std::memory_order_relaxed) == nullptr) seg.store(new TopicEntry[kSegmentSize], std::memory_order_release);
+  TopicEntry* e = &seg.load(std::memory_order_relaxed)[id & (kSegmentSize - 1)];
+  e->id = id;
+  e->hash = hash;
+  e->name = std::string(topic);
+  e->tokens = split_tokens(e->name);
+  if ((names->count + 1) * 2 > names->mask + 1) {  // keep the load under 1/2
+    auto bigger = std::make_unique<NameTable>((names->mask + 1) * 2);
+    for (std::size_t i = 0; i <= names->mask; ++i) {
+      if (TopicEntry* old = names->slots[i].load(std::memory_order_relaxed)) bigger->insert(old);
+    }
+    names = bigger.get();
+    name_tables_.push_back(std::move(bigger));
+    names_.store(names, std::memory_order_release);
+  }
+  names->insert(e);  // publishes the entry (release) after it is complete
+  ++topic_count_;
+  return id;
+}
+
+// -- subscriptions ---
+
+Result<SubscriptionId> Router::subscribe(std::string_view pattern, Subscriber s, std::string_view queue_group) {
+  if (s.endpoint == nullptr) return unexpected(std::string("router: subscribe needs an endpoint (got none)"));
+  if (auto r = validate_pattern(pattern, limits_); !r) return unexpected(r.error());
+  if (!queue_group.empty()) {
+    if (auto r = validate_topic(queue_group, limits_); !r) return unexpected("queue group: " + r.error());
+  }
+  MutexLock lock(mu_);
+  auto sub = std::make_unique<Sub>(Sub{next_sub_, std::string(pattern), std::string(queue_group), s,
+                                       has_wildcard(pattern), 0});
+  if (sub->wildcard) {
+    TrieNode* n = wildcards_.get();
+    for (std::string_view t : split_tokens(pattern)) {
+      if (t == ">") {
+        n->rest.push_back(sub.get());
+        n = nullptr;
+        break;
+      }
+      std::unique_ptr<TrieNode>& next = t == "*" ? n->star : n->children[std::string(t)];
+      if (!next) next = std::make_unique<TrieNode>();
+      n = next.get();
+    }
+    if (n != nullptr) n->here.push_back(sub.get());
+    wildcard_generation_.fetch_add(1, std::memory_order_acq_rel);
+  } else {
+    auto topic = intern_locked(pattern);
+    if (!topic) return unexpected(topic.error());
+    sub->topic = *topic;
+    exact_[*topic].push_back(sub.get());
+    entry(*topic)->version.fetch_add(1, std::memory_order_acq_rel);
+  }
+  const SubscriptionId id = next_sub_++;
+  by_subscriber_[s].push_back(id);
+  subs_.emplace(id, std::move(sub));
+  return id;
+}
+
+bool Router::unsubscribe(SubscriptionId id) {
+  MutexLock lock(mu_);
+  auto it = subs_.find(id);
+  if (it == subs_.end()) return false;
+  auto& ids = by_subscriber_[it->second->who];
+  std::erase(ids, id);
+  if (ids.empty()) by_subscriber_.erase(it->second->who);
+  remove_locked(id);
+  return true;
+}
+
+std::size_t Router::unsubscribe_all(Subscriber s) {
+  MutexLock lock(mu_);
+  auto it = by_subscriber_.find(s);
+  if (it == by_subscriber_.end()) return 0;
+  std::vector<SubscriptionId> ids = std::move(it->second);
+  by_subscriber_.erase(it);
+  for (SubscriptionId id : ids) remove_locked(id);
+  return ids.size();
+}
+
+void Router::remove_locked(SubscriptionId id) {
+  auto it = subs_.find(id);
+  Sub* sub = it->second.get();
+  if (sub->wildcard) {
+    // Walk down recording the path, remove, then prune empty nodes bottom-up.
+    std::vector<std::pair<TrieNode*, std::string_view>> path;
+    TrieNode* n = wildcards_.get();
+    for (std::string_view t : split_tokens(sub->pattern)) {
+      if (t == ">") {
+        std::erase(n->rest, sub);
+        n = nullptr;
+        break;
+      }
+      path.emplace_back(n, t);
+      n = t == "*" ? n->star.get() : n->children.find(t)->second.get();
+    }
+    if (n != nullptr) std::erase(n->here, sub);
+    for (auto p = path.rbegin(); p != path.rend(); ++p) {
+      auto [parent, token] = *p;
+      std::unique_ptr<TrieNode>& child = token == "*" ? parent->star : parent->children.find(token)->second;
+      if (!child->empty()) break;
+      if (token == "*") {
+        parent->star.reset();
+      } else {
+        parent->children.erase(parent->children.find(token));
+      }
+    }
+    wildcard_generation_.fetch_add(1, std::memory_order_acq_rel);
+  } else {
+    auto& list = exact_[sub->topic];
+    std::erase(list, sub);
+    if (list.empty()) exact_.erase(sub->topic);
+    entry(sub->topic)->version.fetch_add(1, std::memory_order_acq_rel);
+  }
+  subs_.erase(it);
+}
+
+// -- resolution ---
+
+namespace {
+void match(const auto& node, const std::vector<std::string_view>& tokens, std::size_t i, auto& out) {
+  if (i == tokens.size()) {
+    out.insert(out.end(), node.here.begin(), node.here.end());
+    return;
+  }
+  out.insert(out.end(), node.rest.begin(), node.rest.end());  // '>' takes tokens i.. (at least one)
+  if (auto it = node.children.find(tokens[i]); it != node.children.end()) match(*it->second, tokens, i + 1, out);
+  if (node.star) match(*node.star, tokens, i + 1, out);
+}
+}  // namespace
+
+const Router::Resolved* Router::current(TopicEntry& e) {
+  const Resolved* r = e.resolved.load(std::memory_order_acquire);
+  if (r != nullptr && r->topic_version == e.version.load(std::memory_order_acquire) &&
+      r->wildcard_generation == wildcard_generation_.load(std::memory_order_acquire)) {
+    return r;
+  }
+  return rebuild(e);
+}
+
+const Router::Resolved* Router::rebuild(TopicEntry& e) {
+  MutexLock lock(mu_);
+  // Versions only change under mu_, so they are stable while we build.
+  const std::uint64_t tv = e.version.load(std::memory_order_relaxed);
+  const std::uint64_t wg = wildcard_generation_.load(std::memory_order_relaxed);
+  const Resolved* old = e.resolved.load(std::memory_order_relaxed);
+  if (old != nullptr && old->topic_version == tv && old->wildcard_generation == wg) return old;  // done meanwhile
+
+  std::vector<Sub*> subs;
+  if (auto it = exact_.find(e.id); it != exact_.end()) subs = it->second;
+  match(*wildcards_, e.tokens, 0, subs);
+
+  auto r = std::make_unique<Resolved>();
+  r->topic_version = tv;
+  r->wildcard_generation = wg;
+  std::vector<Sub*> grouped;
+  for (Sub* s : subs) {
+    if (s->group.empty()) {
+      r->plain.push_back(s->who);
+    } else {
+      grouped.push_back(s);
+    }
+  }
+  std::sort(r->plain.begin(), r->plain.end());
+  r->plain.erase(std::unique(r->plain.begin(), r->plain.end()), r->plain.end());
+  std::sort(grouped.begin(), grouped.end(), [](const Sub* a, const Sub* b) {
+    return a->group != b->group ? a->group < b->group : a->who < b->who;
+  });
+  std::size_t groups = 0;
+  for (std::size_t i = 0; i < grouped.size(); ++i) groups += i == 0 || grouped[i]->group != grouped[i - 1]->group;
+  r->groups = std::make_unique<Resolved::Group[]>(groups);
+  r->group_count = groups;
+  std::size_t g = 0;
+  for (std::size_t i = 0; i < grouped.size(); ++i) {
+    if (i > 0 && grouped[i]->group != grouped[i - 1]->group) ++g;
+    auto& members = r->groups[g].members;
+    if (members.empty() || members.back() != grouped[i]->who) members.push_back(grouped[i]->who);
+  }
+
+  const Resolved* fresh = r.release();
+  e.resolved.store(fresh, std::memory_order_release);
+  if (old != nullptr) EpochDomain::global().retire([old] { delete old; });
+  return fresh;
+}
+
+// -- publishing ---
+
+PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOptions options) noexcept {
+  PublishResult res;
+  published_.fetch_add(1, std::memory_order_relaxed);
+  {
+    EpochDomain::Guard guard(EpochDomain::global());
+    if (TopicEntry* e = entry(topic)) {
+      const Resolved* r = current(*e);
+      Delivery d{0, topic, options.kind, options.sender, options.request_id, payload};
+      auto send = [&](Subscriber s) {
+        d.address = s.address;
+        switch (s.endpoint->deliver(d)) {
+          case DeliverStatus::ok: ++res.delivered; break;
+          case DeliverStatus::mailbox_full: ++res.mailbox_full; break;
+          case DeliverStatus::dead: ++res.dead; break;
+        }
+      };
+      for (Subscriber s : r->plain) send(s);
+      for (std::size_t i = 0; i < r->group_count; ++i) {
+        const Resolved::Group& g = r->groups[i];
+        const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
+        std::size_t pick = turn % g.members.size();
+        if (config_.group_policy == GroupPolicy::least_loaded) {
+          // Scan from the round-robin position so ties spread evenly.
+          std::size_t best = SIZE_MAX;
+          for (std::size_t k = 0; k < g.members.size() && best != 0; ++k) {
+            std::size_t m = (turn + k) % g.members.size();
+            std::size_t depth = g.members[m].endpoint->depth(g.members[m].address);
+            if (depth < best) {
+              best = depth;
+              pick = m;
+            }
+          }
+        }
+        send(g.members[pick]);
+      }
+    }
+  }
+  if (res.delivered != 0) delivered_.fetch_add(res.delivered, std::memory_order_relaxed);
+  res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
+  if (res.no_subscriber) {
+    dead_letters_[static_cast<int>(DeadLetter::no_subscriber)].fetch_add(1, std::memory_order_relaxed);
+  }
+  if (res.mailbox_full != 0) {
+    dead_letters_[static_cast<int>(DeadLetter::mailbox_full)].fetch_add(res.mailbox_full, std::memory_order_relaxed);
+  }
+  if (res.dead != 0) {
+    dead_letters_[static_cast<int>(DeadLetter::dead_agent)].fetch_add(res.dead, std::memory_order_relaxed);
+  }
+  if (config_.dead_letter_topic && res.delivered == 0) republish_dead(topic, payload, options);
+  return res;
+}
+
+// Sends an undelivered message on "$dead.<topic>", once. Dead letters of
+// dead letters are not republished (no loops) and not counted again.
+void Router::republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept {
+  std::string_view name = topic_name(topic);
+  if (name.empty() || name.starts_with("$dead.")) return;
+  try {
+    auto dead = intern("$dead." + std::string(name));
+    if (!dead) return;  // over the length or token limit: counted above, not republished
+    EpochDomain::Guard guard(EpochDomain::global());
+    const Resolved* r = current(*entry(*dead));
+    Delivery d{0, *dead, options.kind, options.sender, options.request_id, payload};
+    bool any = false;
+    for (Subscriber s : r->plain) {
+      d.address = s.address;
+      any |= s.endpoint->deliver(d) == DeliverStatus::ok;
+    }
+    for (std::size_t i = 0; i < r->group_count; ++i) {
+      const Resolved::Group& g = r->groups[i];
+      Subscriber s = g.members[g.next.fetch_add(1, std::memory_order_relaxed) % g.members.size()];
+      d.address = s.address;
+      any |= s.endpoint->deliver(d) == DeliverStatus::ok;
+    }
+    if (any) republished_.fetch_add(1, std::memory_order_relaxed);
+  } catch (...) {
+    // Out of memory while interning: the dead letter stays counted, not republished.
+  }
+}
+
+Result<PublishResult> Router::publish(std::string_view topic, const Payload& payload, PublishOptions options) {
+  auto id = intern(topic);
+  if (!id) return unexpected(id.error());
+  return publish(*id, payload, options);
+}
+
+RouterStats Router::stats() const {
+  RouterStats s;
+  s.published = published_.load(std::memory_order_relaxed);
+  s.delivered = delivered_.load(std::memory_order_relaxed);
+  for (int i = 0; i < kDeadLetterReasons; ++i) s.dead_letters[i] = dead_letters_[i].load(std::memory_order_relaxed);
+  s.republished = republished_.load(std::memory_order_relaxed);
+  MutexLock lock(mu_);
+  s.subscriptions = subs_.size();
+  s.topics = topic_count_;
+  return s;
+}
+
+}  // namespace swarm::router

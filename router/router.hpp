@@ -1,0 +1,184 @@
+#pragma once
+// The topic router: who receives a message published on a topic.
+//
+// It knows nothing of agents: it delivers to Endpoints (all agents of a
+// runtime, a remote node, ...), each subscriber being an endpoint plus an
+// address inside it.
+//
+//   Router r;
+//   r.subscribe("orders.*.created", {&endpoint, 42});
+//   TopicId t = r.intern("orders.eu.created").value();
+//   r.publish(t, Payload::of(order));          // by id: no hashing
+//
+// Read path (publish): lock-free. Topics are interned once; each topic caches
+// its resolved subscriber set (flat arrays), checked against two versions —
+// the topic's own (bumped by exact subscriptions to it) and the wildcard
+// generation (bumped by any wildcard subscription). A stale set is rebuilt
+// under the writers' mutex; old sets are freed by epoch-based reclamation.
+// Thread-safe: every member may be called from any thread.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/mutex.hpp"
+#include "base/payload.hpp"
+#include "base/result.hpp"
+#include "router/topic.hpp"
+
+namespace swarm::router {
+
+using TopicId = std::uint32_t;
+using SubscriptionId = std::uint64_t;  // 0 = none
+
+enum class DeliverStatus : std::uint8_t { ok, mailbox_full, dead };
+
+/// What an endpoint receives; valid during deliver().
+struct Delivery {
+  std::uint64_t address;     // the subscriber's address inside its endpoint
+  TopicId topic;
+  std::uint32_t kind;        // user tag, passed through
+  std::uint64_t sender;      // opaque, passed through (0 = none)
+  std::uint64_t request_id;  // opaque, passed through (0 = not a request)
+  const Payload& payload;    // shared by all receivers: copy it (a refcount for large payloads)
+};
+
+/// Something that accepts messages. deliver() may run on many threads at once.
+class Endpoint {
+ public:
+  virtual ~Endpoint() = default;
+  virtual DeliverStatus deliver(const Delivery& d) noexcept = 0;
+  /// Queued messages at `address`, for least_loaded queue groups (0: unknown).
+  virtual std::size_t depth(std::uint64_t address) const noexcept {
+    (void)address;
+    return 0;
+  }
+};
+
+struct Subscriber {
+  Endpoint* endpoint = nullptr;
+  std::uint64_t address = 0;
+  friend bool operator==(Subscriber, Subscriber) = default;
+  friend auto operator<=>(Subscriber a, Subscriber b) {
+    return a.endpoint != b.endpoint ? std::compare_three_way{}(a.endpoint, b.endpoint) : a.address <=> b.address;
+  }
+};
+
+enum class GroupPolicy : std::uint8_t { round_robin, least_loaded };
+
+struct RouterConfig {
+  std::size_t max_topic_bytes = 256;
+  std::size_t max_tokens = 16;
+  std::size_t max_topics = 1'000'000;  // interned topics are kept for the router's life
+  GroupPolicy group_policy = GroupPolicy::round_robin;
+  bool dead_letter_topic = false;  // republish undelivered messages on "$dead.<topic>"
+  /// OK, or an error naming the field and the allowed values.
+  Result<void> validate() const;
+};
+
+struct PublishOptions {
+  std::uint32_t kind = 0;
+  std::uint64_t sender = 0;
+  std::uint64_t request_id = 0;
+};
+
+struct PublishResult {
+  std::uint32_t delivered = 0;
+  std::uint32_t mailbox_full = 0;
+  std::uint32_t dead = 0;
+  bool no_subscriber = false;
+};
+
+/// Dead-letter reasons; values equal their metric label.
+enum class DeadLetter : std::uint8_t { no_subscriber, mailbox_full, dead_agent };
+inline constexpr int kDeadLetterReasons = 3;
+std::string_view to_string(DeadLetter r);
+
+struct RouterStats {
+  std::uint64_t published = 0;
+  std::uint64_t delivered = 0;
+  std::uint64_t dead_letters[kDeadLetterReasons] = {};
+  std::uint64_t republished = 0;  // dead letters sent on "$dead.<topic>"
+  std::uint64_t subscriptions = 0;
+  std::uint64_t topics = 0;
+};
+
+class Router {
+ public:
+  /// Throws std::invalid_argument naming the field when `config` is bad.
+  explicit Router(RouterConfig config = {});
+  ~Router();
+  Router(const Router&) = delete;
+  Router& operator=(const Router&) = delete;
+
+  /// The id of a publishable topic (validated), created on first use.
+  Result<TopicId> intern(std::string_view topic);
+  /// REQUIRES: id came from intern() of this router.
+  std::string_view topic_name(TopicId id) const;
+
+  Result<SubscriptionId> subscribe(std::string_view pattern, Subscriber s, std::string_view queue_group = {});
+  bool unsubscribe(SubscriptionId id);
+  /// Removes every subscription of `s` (e.g. when an agent exits); how many.
+  std::size_t unsubscribe_all(Subscriber s);
+
+  /// Delivers to every matching subscriber once and to one member of each
+  /// matching queue group. An unknown id counts as no_subscriber.
+  PublishResult publish(TopicId topic, const Payload& payload, PublishOptions options = {}) noexcept;
+  Result<PublishResult> publish(std::string_view topic, const Payload& payload, PublishOptions options = {});
+
+  RouterStats stats() const;
+  const RouterConfig& config() const noexcept { return config_; }
+
+ private:
+  struct Resolved;
+  struct TopicEntry;
+  struct Sub;
+  struct TrieNode;
+  struct SubscriberHash {
+    std::size_t operator()(Subscriber s) const noexcept;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+
+  static constexpr unsigned kSegmentBits = 12;
+  static constexpr unsigned kSegments = 1u << 16;
+
+  TopicEntry* entry(TopicId id) const noexcept;
+  const Resolved* current(TopicEntry& e);
+  const Resolved* rebuild(TopicEntry& e);
+  Result<TopicId> intern_locked(std::string_view topic) SWARM_REQUIRES(mu_);
+  void remove_locked(SubscriptionId id) SWARM_REQUIRES(mu_);
+  void republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept;
+
+  const RouterConfig config_;
+  const TopicLimits limits_;
+
+  // -- read path: lock-free ---
+  std::unique_ptr<std::atomic<TopicEntry*>[]> segments_;  // kSegments pointers to arrays of entries
+  std::atomic<std::uint64_t> wildcard_generation_{1};
+  std::atomic<std::uint64_t> published_{0}, delivered_{0}, republished_{0};
+  std::atomic<std::uint64_t> dead_letters_[kDeadLetterReasons] = {};
+  // Name -> id: an insert-only open-addressing table; readers probe without
+  // locks; a full table is replaced by a bigger one (old ones kept: their sum
+  // is less than the newest).
+  struct NameTable;
+  std::atomic<NameTable*> names_;
+
+  // -- writers ---
+  mutable Mutex mu_;
+  std::vector<std::unique_ptr<NameTable>> name_tables_ SWARM_GUARDED_BY(mu_);
+  std::uint32_t topic_count_ SWARM_GUARDED_BY(mu_) = 0;
+  SubscriptionId next_sub_ SWARM_GUARDED_BY(mu_) = 1;
+  std::unordered_map<SubscriptionId, std::unique_ptr<Sub>> subs_ SWARM_GUARDED_BY(mu_);
+  std::unordered_map<TopicId, std::vector<Sub*>> exact_ SWARM_GUARDED_BY(mu_);
+  std::unique_ptr<TrieNode> wildcards_ SWARM_GUARDED_BY(mu_);
+  std::unordered_map<Subscriber, std::vector<SubscriptionId>, SubscriberHash> by_subscriber_ SWARM_GUARDED_BY(mu_);
+};
+
+}  // namespace swarm::router

@@ -1,0 +1,233 @@
+#include "router/router.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "router/test_endpoint.hpp"
+
+namespace swarm::router {
+namespace {
+
+using test::RecordingEndpoint;
+
+TEST(Router, InternGivesStableIdsAndNames) {
+  Router r;
+  auto a = r.intern("a.b");
+  auto b = r.intern("a.c");
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(*a, *b);
+  EXPECT_EQ(*r.intern("a.b"), *a);
+  EXPECT_EQ(r.topic_name(*b), "a.c");
+  EXPECT_FALSE(r.intern("a.*"));
+  EXPECT_EQ(r.topic_name(12345), "");
+}
+
+TEST(Router, InternGrowsPastManyTopics) {
+  Router r;
+  std::vector<TopicId> ids;
+  for (int i = 0; i < 20'000; ++i) ids.push_back(*r.intern("t." + std::to_string(i)));
+  for (int i = 0; i < 20'000; ++i) {
+    ASSERT_EQ(*r.intern("t." + std::to_string(i)), ids[i]);
+    ASSERT_EQ(r.topic_name(ids[i]), "t." + std::to_string(i));
+  }
+  EXPECT_EQ(r.stats().topics, 20'000u);
+}
+
+TEST(Router, MaxTopicsIsEnforced) {
+  RouterConfig c;
+  c.max_topics = 2;
+  Router r(c);
+  ASSERT_TRUE(r.intern("a"));
+  ASSERT_TRUE(r.intern("b"));
+  auto third = r.intern("c");
+  ASSERT_FALSE(third);
+  EXPECT_NE(third.error().find("max_topics"), std::string::npos);
+}
+
+TEST(Router, BadConfigNamesTheField) {
+  RouterConfig c;
+  c.max_tokens = 0;
+  EXPECT_NE(c.validate().error().find("max_tokens"), std::string::npos);
+  EXPECT_THROW(Router{c}, std::invalid_argument);
+}
+
+TEST(Router, ExactStarAndTailMatching) {
+  Router r;
+  RecordingEndpoint ep;
+  ASSERT_TRUE(r.subscribe("orders.eu.created", {&ep, 1}));
+  ASSERT_TRUE(r.subscribe("orders.*.created", {&ep, 2}));
+  ASSERT_TRUE(r.subscribe("orders.>", {&ep, 3}));
+  ASSERT_TRUE(r.subscribe("*", {&ep, 4}));
+  EXPECT_EQ(r.publish("orders.eu.created", Payload::of(1))->delivered, 3u);
+  EXPECT_EQ(r.publish("orders.us.created", Payload::of(1))->delivered, 2u);
+  EXPECT_EQ(r.publish("orders.eu", Payload::of(1))->delivered, 1u);  // only '>'
+  EXPECT_EQ(r.publish("orders", Payload::of(1))->delivered, 1u);     // only '*': '>' needs one more token
+  EXPECT_EQ(ep.count(1), 1u);
+  EXPECT_EQ(ep.count(2), 2u);
+  EXPECT_EQ(ep.count(3), 3u);
+  EXPECT_EQ(ep.count(4), 1u);
+}
+
+TEST(Router, ASubscriberMatchedTwiceReceivesOnce) {
+  Router r;
+  RecordingEndpoint ep;
+  ASSERT_TRUE(r.subscribe("a.b", {&ep, 1}));
+  ASSERT_TRUE(r.subscribe("a.*", {&ep, 1}));
+  ASSERT_TRUE(r.subscribe("a.>", {&ep, 1}));
+  EXPECT_EQ(r.publish("a.b", Payload::of(1))->delivered, 1u);
+  EXPECT_EQ(ep.count(1), 1u);
+}
+
+TEST(Router, FanOutSharesOnePayloadBuffer) {
+  Router r;
+  RecordingEndpoint ep;
+  for (std::uint64_t a = 0; a < 10; ++a) ASSERT_TRUE(r.subscribe("big", {&ep, a}));
+  std::string text(1000, 'x');
+  Payload p(text);
+  ASSERT_FALSE(p.is_inline());
+  EXPECT_EQ(r.publish("big", p)->delivered, 10u);
+  EXPECT_EQ(ep.last_payload().bytes().data(), p.bytes().data()) << "receivers share the sender's buffer";
+}
+
+TEST(Router, QueueGroupDeliversToExactlyOneMemberRoundRobin) {
+  Router r;
+  RecordingEndpoint ep;
+  for (std::uint64_t a = 1; a <= 3; ++a) ASSERT_TRUE(r.subscribe("jobs.*", {&ep, a}, "workers"));
+  ASSERT_TRUE(r.subscribe("jobs.>", {&ep, 10}, "auditors"));
+  ASSERT_TRUE(r.subscribe("jobs.x", {&ep, 20}));
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(r.publish("jobs.x", Payload::of(i))->delivered, 3u);
+  EXPECT_EQ(ep.count(1), 10u);
+  EXPECT_EQ(ep.count(2), 10u);
+  EXPECT_EQ(ep.count(3), 10u);
+  EXPECT_EQ(ep.count(10), 30u);
+  EXPECT_EQ(ep.count(20), 30u);
+}
+
+TEST(Router, LeastLoadedPicksTheShortestQueue) {
+  RouterConfig c;
+  c.group_policy = GroupPolicy::least_loaded;
+  Router r(c);
+  RecordingEndpoint ep;
+  for (std::uint64_t a = 1; a <= 3; ++a) ASSERT_TRUE(r.subscribe("q", {&ep, a}, "g"));
+  ep.set_depth(1, 50);
+  ep.set_depth(2, 3);
+  ep.set_depth(3, 40);
+  for (int i = 0; i < 5; ++i) (void)r.publish("q", Payload::of(i));
+  EXPECT_EQ(ep.count(2), 5u);
+}
+
+TEST(Router, UnsubscribeAndUnsubscribeAll) {
+  Router r;
+  RecordingEndpoint ep;
+  auto s1 = r.subscribe("a.b", {&ep, 1});
+  ASSERT_TRUE(r.subscribe("a.*", {&ep, 2}));
+  ASSERT_TRUE(r.subscribe("a.>", {&ep, 2}, "g"));
+  EXPECT_EQ(r.publish("a.b", Payload::of(1))->delivered, 3u);
+  EXPECT_TRUE(r.unsubscribe(*s1));
+  EXPECT_FALSE(r.unsubscribe(*s1));
+  EXPECT_EQ(r.publish("a.b", Payload::of(1))->delivered, 2u);
+  EXPECT_EQ(r.unsubscribe_all({&ep, 2}), 2u);
+  EXPECT_EQ(r.unsubscribe_all({&ep, 2}), 0u);
+  auto res = r.publish("a.b", Payload::of(1));
+  EXPECT_TRUE(res->no_subscriber);
+  EXPECT_EQ(r.stats().subscriptions, 0u);
+}
+
+TEST(Router, DeadLettersAreCountedByReason) {
+  Router r;
+  RecordingEndpoint ep;
+  ASSERT_TRUE(r.subscribe("x", {&ep, 1}));
+  ASSERT_TRUE(r.subscribe("x", {&ep, 2}));
+  ep.set_full(1);
+  ep.set_dead(2);
+  auto res = r.publish("x", Payload::of(1));
+  EXPECT_EQ(res->mailbox_full, 1u);
+  EXPECT_EQ(res->dead, 1u);
+  EXPECT_FALSE(res->no_subscriber);
+  (void)r.publish("nobody", Payload::of(1));
+  RouterStats s = r.stats();
+  EXPECT_EQ(s.dead_letters[static_cast<int>(DeadLetter::mailbox_full)], 1u);
+  EXPECT_EQ(s.dead_letters[static_cast<int>(DeadLetter::dead_agent)], 1u);
+  EXPECT_EQ(s.dead_letters[static_cast<int>(DeadLetter::no_subscriber)], 1u);
+  EXPECT_EQ(s.published, 2u);
+}
+
+TEST(Router, DeadLettersAreRepublishedOnTheDeadTopicWhenAsked) {
+  RouterConfig c;
+  c.dead_letter_topic = true;
+  Router r(c);
+  RecordingEndpoint ep;
+  ASSERT_TRUE(r.subscribe("$dead.>", {&ep, 99}));
+  ASSERT_TRUE(r.subscribe("full", {&ep, 1}));
+  ep.set_full(1);
+  (void)r.publish("nobody.home", Payload::of(1));
+  (void)r.publish("full", Payload::of(2));
+  EXPECT_EQ(ep.count(99), 2u);
+  auto got = ep.take()[99];
+  EXPECT_EQ(r.topic_name(got[0]), "$dead.nobody.home");
+  EXPECT_EQ(r.topic_name(got[1]), "$dead.full");
+  EXPECT_EQ(r.stats().republished, 2u);
+  // A dead letter nobody takes is not republished again (no loops).
+  ASSERT_EQ(r.unsubscribe_all({&ep, 99}), 1u);
+  (void)r.publish("again", Payload::of(3));
+  EXPECT_EQ(r.stats().republished, 2u);
+  EXPECT_EQ(r.stats().dead_letters[static_cast<int>(DeadLetter::no_subscriber)], 2u);
+}
+
+TEST(Router, BadPatternsAndGroupsAreRejected) {
+  Router r;
+  RecordingEndpoint ep;
+  auto s = r.subscribe("a.>.b", {&ep, 1});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().find("must be the last token"), std::string::npos);
+  auto g = r.subscribe("a", {&ep, 1}, "bad group");
+  ASSERT_FALSE(g);
+  EXPECT_NE(g.error().find("queue group"), std::string::npos);
+  EXPECT_FALSE(r.subscribe("a", {nullptr, 1}));
+  EXPECT_FALSE(r.publish("a..b", Payload::of(1)));
+}
+
+TEST(Router, UnknownTopicIdIsNoSubscriber) {
+  Router r;
+  EXPECT_TRUE(r.publish(TopicId{777}, Payload::of(1)).no_subscriber);
+}
+
+// Publishers race subscribers: a subscriber present the whole time receives
+// every message; churned subscriptions come and go without crashes (TSan).
+TEST(RouterStress, PublishWhileSubscribingAndUnsubscribing) {
+  Router r;
+  RecordingEndpoint ep;
+  ASSERT_TRUE(r.subscribe("s.>", {&ep, 0}));
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> published{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      TopicId id = *r.intern("s.t" + std::to_string(t));
+      while (!stop.load()) {
+        r.publish(id, Payload::of(1));
+        published.fetch_add(1);
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < 2'000; ++i) {
+      std::uint64_t a = 1 + i % 50;
+      auto s1 = r.subscribe(i % 2 ? "s.*" : "s.t0", {&ep, a});
+      (void)r.subscribe("s.>", {&ep, a}, "g");
+      if (i % 3 == 0) {
+        r.unsubscribe(*s1);
+      } else {
+        r.unsubscribe_all({&ep, a});
+      }
+    }
+    stop = true;
+  });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ep.count(0), published.load());
+}
+
+}  // namespace
+}  // namespace swarm::router
