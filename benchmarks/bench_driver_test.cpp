@@ -107,7 +107,7 @@ TEST(Workloads, FindsKnownIds) {
 TEST(Workloads, UnknownIdNamesValueAndAllowed) {
   Result<const Workload*> w = find_workload("W9");
   ASSERT_FALSE(w);
-  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W5, W6)");
+  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6)");
 }
 
 TEST(Workloads, RuntimeErrors) {

@@ -1,7 +1,10 @@
 // The standard workloads (DESIGN.md) on the Swarm runtime. Each function is
 // one measured run; swarm-bench runs it in a fresh process.
 
+#include <algorithm>
 #include <atomic>
+#include <stdexcept>
+#include <string>
 #include <chrono>
 #include <future>
 #include <vector>
@@ -55,6 +58,67 @@ class Server : public Bouncer {
  private:
   AgentRef peer_;
 };
+
+// W3/W4: subscribes to its topic and counts down once it has seen every
+// message meant for it.
+class TopicCounter : public Agent {
+ public:
+  TopicCounter(std::string topic, std::uint64_t expect, Countdown& joined, Countdown& finished)
+      : topic_(std::move(topic)), expect_(expect), joined_(joined), finished_(finished) {}
+  void on_start() override {
+    if (!subscribe(topic_)) throw std::runtime_error("subscribe " + topic_ + " failed");
+    joined_.count_down();
+  }
+  void on_message(Message&) override {
+    if (++seen_ == expect_) finished_.count_down();
+  }
+
+ private:
+  std::string topic_;
+  std::uint64_t expect_;
+  Countdown& joined_;
+  Countdown& finished_;
+  std::uint64_t seen_ = 0;
+};
+
+// Publishes topics[i] for every i, kPublishChunk per run, then yields.
+class Publisher : public Agent {
+ public:
+  Publisher(const std::vector<router::TopicId>& ids, const std::vector<std::uint32_t>& topics)
+      : ids_(ids), topics_(topics) {}
+  void on_message(Message&) override {
+    std::uint64_t end = std::min<std::uint64_t>(next_ + kPublishChunk, topics_.size());
+    for (; next_ < end; ++next_) publish(ids_[topics_[next_]], next_);
+    if (end < topics_.size()) send(self(), std::uint64_t{0});
+  }
+
+ private:
+  const std::vector<router::TopicId>& ids_;
+  const std::vector<std::uint32_t>& topics_;
+  std::uint64_t next_ = 0;
+};
+
+// Spawns `per_topic` counters on each topic (expecting expect[i] messages),
+// waits until all subscribed, publishes `topics`; returns the seconds until
+// every message was counted.
+double run_topics(Runtime& rt, const std::vector<std::string>& names, const std::vector<std::uint64_t>& expect,
+                  const std::vector<std::uint32_t>& topics, std::uint64_t per_topic) {
+  std::uint64_t expecting = 0;
+  for (std::uint64_t e : expect) expecting += e != 0 ? per_topic : 0;
+  Countdown joined(names.size() * per_topic);
+  Countdown finished(expecting);
+  std::vector<router::TopicId> ids;
+  for (const std::string& name : names) ids.push_back(rt.router().intern(name).value());
+  for (std::size_t t = 0; t < names.size(); ++t) {
+    for (std::uint64_t s = 0; s < per_topic; ++s) rt.spawn<TopicCounter>(names[t], expect[t], joined, finished);
+  }
+  joined.wait();
+  auto t0 = Clock::now();
+  AgentRef pub = rt.spawn<Publisher>(ids, topics);
+  rt.send(pub, std::uint64_t{0});
+  finished.wait();
+  return seconds_since(t0);
+}
 
 // W5: a ring member forwards the token to `next` until the hop count is spent.
 class RingMember : public Agent {
@@ -144,6 +208,34 @@ RunResult swarm_w2(const WorkloadParams& p) {
   r.seconds = seconds_since(t0);
   r.value = static_cast<double>(n) / r.seconds;
   r.checksum = n;
+  return r;
+}
+
+RunResult swarm_w3(const WorkloadParams& p) {
+  const std::uint64_t n = fanout_messages(p);
+  RuntimeConfig c = config_for(p);
+  c.default_mailbox.capacity = static_cast<std::uint32_t>(std::max<std::uint64_t>(n, 1024));  // a whole burst fits
+  Runtime rt(c);
+  RunResult r;
+  r.seconds = run_topics(rt, {"fanout"}, {n}, std::vector<std::uint32_t>(n, 0), kFanoutSubscribers);
+  r.checksum = n * kFanoutSubscribers;
+  r.value = static_cast<double>(r.checksum) / r.seconds;
+  return r;
+}
+
+RunResult swarm_w4(const WorkloadParams& p) {
+  const std::vector<std::uint32_t> topics = random_topics(many_topics_messages(p), kManyTopics);
+  std::vector<std::uint64_t> expect(kManyTopics, 0);
+  for (std::uint32_t t : topics) ++expect[t];
+  std::vector<std::string> names;
+  for (std::uint32_t t = 0; t < kManyTopics; ++t) names.push_back("topic." + std::to_string(t));
+  RuntimeConfig c = config_for(p);
+  c.default_mailbox.capacity = static_cast<std::uint32_t>(*std::max_element(expect.begin(), expect.end()) + 1);
+  Runtime rt(c);
+  RunResult r;
+  r.seconds = run_topics(rt, names, expect, topics, 1);
+  r.checksum = topics.size();
+  r.value = static_cast<double>(topics.size()) / r.seconds;
   return r;
 }
 

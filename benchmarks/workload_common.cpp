@@ -15,6 +15,18 @@ std::string_view to_string(WorkloadParams::Pooling p) {
   return "default";
 }
 
+std::vector<std::uint32_t> random_topics(std::uint64_t n, std::uint32_t topics) {
+  std::vector<std::uint32_t> out(n);
+  std::uint64_t x = 0x9e3779b97f4a7c15ULL;  // xorshift64: fast, and the same everywhere
+  for (auto& t : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    t = static_cast<std::uint32_t>(x % topics);
+  }
+  return out;
+}
+
 std::uint64_t resident_bytes() {
   // statm: size resident shared text lib data dt, in pages.
   std::ifstream statm("/proc/self/statm");

@@ -4,10 +4,13 @@
 // figure; swarm-bench runs each repeat in a fresh child process so resident
 // memory and allocator state start clean.
 
+#include <atomic>
 #include <cstdint>
+#include <future>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace swarm::bench {
 
@@ -28,16 +31,24 @@ struct RunResult {
 
 // W1 spawn 100k idle agents; value = spawns/s, bytes_per_agent from RSS.
 // W2 ping-pong 1M messages between two agents; value = messages/s.
+// W3 fan-out: 1 publisher, 1,000 subscribers on one topic, 1,000 messages;
+//    value = deliveries/s (1M deliveries).
+// W4 many topics: 10k agents each on its own topic, 1M messages published to
+//    random topics; value = messages/s.
 // W5 thread ring: 503 agents pass a token 1M hops; value = hops/s.
 // W6 spawn tree: each agent spawns 10 children down to 1M leaves, sums them;
 //    value = agents/s (1,111,111 agents), checksum = 1,000,000.
 RunResult swarm_w1(const WorkloadParams&);
 RunResult swarm_w2(const WorkloadParams&);
+RunResult swarm_w3(const WorkloadParams&);
+RunResult swarm_w4(const WorkloadParams&);
 RunResult swarm_w5(const WorkloadParams&);
 RunResult swarm_w6(const WorkloadParams&);
 
 RunResult caf_w1(const WorkloadParams&);
 RunResult caf_w2(const WorkloadParams&);
+RunResult caf_w3(const WorkloadParams&);
+RunResult caf_w4(const WorkloadParams&);
 RunResult caf_w5(const WorkloadParams&);
 RunResult caf_w6(const WorkloadParams&);
 
@@ -54,6 +65,32 @@ inline std::uint64_t spawn_tree_agents(unsigned depth) {
   for (unsigned d = 0; d <= depth; ++d, level *= 10) agents += level;
   return agents;
 }
+
+// Counts down from n; the last count_down() fulfils the promise. Thread-safe.
+class Countdown {
+ public:
+  explicit Countdown(std::uint64_t n) : left_(n) {
+    if (n == 0) done_.set_value();
+  }
+  void count_down() {
+    if (left_.fetch_sub(1, std::memory_order_acq_rel) == 1) done_.set_value();
+  }
+  void wait() { done_.get_future().wait(); }
+
+ private:
+  std::atomic<std::uint64_t> left_;
+  std::promise<void> done_;
+};
+
+// W3/W4's shape, the same for every runtime.
+inline constexpr std::uint64_t kFanoutSubscribers = 1'000;
+inline std::uint64_t fanout_messages(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 1'000; }
+inline constexpr std::uint32_t kManyTopics = 10'000;
+inline std::uint64_t many_topics_messages(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 1'000'000; }
+inline constexpr std::uint64_t kPublishChunk = 1'000;  // publishes per handler run, so publishers yield
+
+/// W4's random topic sequence (fixed seed, so every runtime publishes the same).
+std::vector<std::uint32_t> random_topics(std::uint64_t n, std::uint32_t topics);
 
 // Resident set size of this process in bytes (from /proc/self/statm).
 std::uint64_t resident_bytes();

@@ -23,6 +23,8 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "base/result.hpp"
+#include "router/router.hpp"
 #include "runtime/detail/mpsc_queue.hpp"
 #include "runtime/message.hpp"
 
@@ -49,7 +51,7 @@ struct ExitReason {
 };
 
 /// Outcome of an ask, passed to its callback.
-enum class AskStatus : std::uint8_t { ok, timeout, dead_agent, mailbox_full, shutting_down };
+enum class AskStatus : std::uint8_t { ok, timeout, dead_agent, mailbox_full, shutting_down, no_responder };
 std::string_view to_string(AskStatus s);
 
 /// Called once per ask, on the asking agent's worker: with the reply (status
@@ -143,6 +145,24 @@ class Agent {
   /// the reason none will come (timeout, dead_agent, ...). If the request cannot
   /// be sent at all, `done` runs before ask returns.
   void ask(AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout, AskCallback done);
+
+  // -- topics ---
+  /// Subscribes this agent to `pattern` (`*` one token, `>` the rest), in a
+  /// queue group if named; subscriptions end when the agent exits.
+  Result<router::SubscriptionId> subscribe(std::string_view pattern, std::string_view queue_group = {});
+  bool unsubscribe(router::SubscriptionId id);
+  /// Publishes to every subscriber of `topic` (one member per queue group).
+  /// By id (from runtime().router().intern()) skips hashing the name.
+  router::PublishResult publish(router::TopicId topic, const Payload& payload, std::uint32_t kind = 0) noexcept;
+  template <PlainValue T>
+  router::PublishResult publish(router::TopicId topic, const T& value, std::uint32_t kind = 0) noexcept {
+    return publish(topic, Payload::of(value), kind);
+  }
+  Result<router::PublishResult> publish(std::string_view topic, const Payload& payload, std::uint32_t kind = 0);
+  /// Publishes a request; `done` runs later on this agent with the first reply
+  /// (responders answer with reply()), or with timeout / no_responder.
+  void request(router::TopicId topic, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
+               AskCallback done);
 
   /// Spawns an agent; if this agent supervises, it becomes the parent.
   template <class T, class... Args>

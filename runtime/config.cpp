@@ -58,6 +58,7 @@ Result<void> RuntimeConfig::validate() const {
   if (shutdown_timeout.count() < 0) {
     return unexpected(std::string("runtime: shutdown_timeout is negative (allowed: 0 ms or more)"));
   }
+  if (auto r = router.validate(); !r) return unexpected("runtime: " + r.error());
   return {};
 }
 

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/result.hpp"
+#include "router/router.hpp"
 
 namespace swarm {
 
@@ -46,6 +47,7 @@ struct RuntimeConfig {
   bool pooling = true;                  // per-type object pools for agents
   std::chrono::milliseconds timer_tick{1};
   std::chrono::milliseconds shutdown_timeout{5000};
+  router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
 
   /// OK, or an error that names the first bad field and its allowed values.
   Result<void> validate() const;

@@ -34,6 +34,9 @@ struct AgentRef {
   explicit operator bool() const noexcept { return valid(); }
   friend bool operator==(AgentRef, AgentRef) = default;
   std::uint64_t bits() const noexcept { return (std::uint64_t{generation} << 32) | index; }
+  static AgentRef from_bits(std::uint64_t b) noexcept {
+    return {static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(b >> 32)};
+  }
 };
 
 std::string to_string(AgentRef ref);  // "<index.generation>"
@@ -73,8 +76,12 @@ enum class SystemKind : std::uint8_t {
 };
 
 /// What a handler receives. Owned by the runtime; valid during the handler.
+/// Message::topic of a message that was not published on a topic.
+inline constexpr std::uint32_t kNoTopic = ~std::uint32_t{0};
+
 struct Message {
   std::uint32_t kind = 0;      // user tag
+  std::uint32_t topic = kNoTopic;  // the router::TopicId it was published on
   AgentRef sender;             // who sent it (invalid from outside the runtime)
   std::uint64_t request_id = 0;  // non-zero: an ask waiting for reply()
   Payload payload;

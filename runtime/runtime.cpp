@@ -95,6 +95,7 @@ std::string_view to_string(AskStatus s) {
     case AskStatus::ok: return "ok";
     case AskStatus::timeout: return "timeout";
     case AskStatus::dead_agent: return "dead_agent";
+    case AskStatus::no_responder: return "no_responder";
     case AskStatus::mailbox_full: return "mailbox_full";
     case AskStatus::shutting_down: return "shutting_down";
   }
@@ -116,7 +117,8 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 }
 }  // namespace
 
-Runtime::Runtime(RuntimeConfig config) : config_(validated(config)), workers_(config_.workers) {
+Runtime::Runtime(RuntimeConfig config)
+    : config_(validated(config)), workers_(config_.workers), router_(config_.router) {
   timers_ = std::make_unique<detail::TimerWheel>(config_.timer_tick,
                                                  [this](const detail::TimerEntry& t) { return fire_timer(t); });
   scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_);
@@ -393,7 +395,9 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   }
   // Close: no reservation succeeds from here on; drain what was reserved.
   Slot& slot = table_.at(self.index);
-  std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_acq_rel);
+  // seq_cst, like subscribed_: pairs with the checks in subscribe().
+  std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_seq_cst);
+  unsubscribe_exited(self);
   std::uint32_t left = ctl::count(c) - processed;
   const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
   while (left > 0) {
@@ -449,6 +453,26 @@ void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t
     done(ask_status(r), nullptr);
     return;
   }
+  await_reply(core, id, timeout, std::move(done));
+}
+
+void Runtime::request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
+                           std::chrono::nanoseconds timeout, AskCallback done) {
+  detail::AgentCore& core = agent.core_;
+  const std::uint64_t id = ++core.next_request_id;
+  router::PublishResult r = publish_from(core.self, topic, payload, kind, id);
+  if (r.delivered == 0) {
+    done(r.no_subscriber ? AskStatus::no_responder : r.mailbox_full != 0 ? AskStatus::mailbox_full : AskStatus::dead_agent,
+         nullptr);
+    return;
+  }
+  await_reply(core, id, timeout, std::move(done));
+}
+
+// The reply (or the timeout) is handled by this same agent later, so
+// registering after the request went out cannot miss it.
+void Runtime::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout,
+                          AskCallback done) {
   detail::TimerEntry t;
   t.target = core.self;
   t.system = SystemKind::ask_timeout;
@@ -456,6 +480,99 @@ void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t
   TimerId timer = add_timer(std::move(t), timeout);
   if (!core.extras) core.extras = std::make_unique<detail::AgentExtras>();
   core.extras->asks.emplace(id, detail::AgentExtras::PendingAsk{std::move(done), timer});
+}
+
+// -- topics ---
+
+Result<router::SubscriptionId> Agent::subscribe(std::string_view pattern, std::string_view queue_group) {
+  return core_.runtime->subscribe(core_.self, pattern, queue_group);
+}
+
+bool Agent::unsubscribe(router::SubscriptionId id) { return core_.runtime->unsubscribe(id); }
+
+router::PublishResult Agent::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
+  return core_.runtime->publish_from(core_.self, topic, payload, kind, 0);
+}
+
+Result<router::PublishResult> Agent::publish(std::string_view topic, const Payload& payload, std::uint32_t kind) {
+  auto id = core_.runtime->router_.intern(topic);
+  if (!id) return unexpected(id.error());
+  return publish(*id, payload, kind);
+}
+
+void Agent::request(router::TopicId topic, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
+                    AskCallback done) {
+  core_.runtime->request_from(*this, topic, std::move(payload), kind, timeout, std::move(done));
+}
+
+Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,
+                                                  std::string_view queue_group) {
+  Slot* slot = table_.find(agent.index);
+  auto gone = [&] {
+    std::uint64_t c = slot->ctl.load(std::memory_order_seq_cst);
+    return !agent.valid() || ctl::generation(c) != agent.generation || (c & ctl::kClosed) != 0;
+  };
+  if (slot == nullptr || gone()) return unexpected("subscribe: agent " + to_string(agent) + " is gone");
+  // Flag first, subscribe, then re-check (all seq_cst): an exit racing with us
+  // either sees the flag and unsubscribes, or we see the exit and undo it.
+  slot->subscribed.store(true, std::memory_order_seq_cst);
+  auto id = router_.subscribe(pattern, {&endpoint_, agent.bits()}, queue_group);
+  if (id && gone()) {
+    router_.unsubscribe(*id);
+    return unexpected("subscribe: agent " + to_string(agent) + " is gone");
+  }
+  return id;
+}
+
+void Runtime::unsubscribe_exited(AgentRef agent) noexcept {
+  Slot& slot = table_.at(agent.index);
+  if (slot.subscribed.exchange(false, std::memory_order_seq_cst)) router_.unsubscribe_all({&endpoint_, agent.bits()});
+}
+
+router::PublishResult Runtime::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
+  if (!accepting_.load(std::memory_order_acquire)) {
+    count_drop(DropReason::shutting_down);
+    return {};
+  }
+  return publish_from(AgentRef{}, topic, payload, kind, 0);
+}
+
+Result<router::PublishResult> Runtime::publish(std::string_view topic, const Payload& payload, std::uint32_t kind) {
+  auto id = router_.intern(topic);
+  if (!id) return unexpected(id.error());
+  return publish(*id, payload, kind);
+}
+
+router::PublishResult Runtime::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
+                                            std::uint32_t kind, std::uint64_t request_id) noexcept {
+  router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), request_id});
+  if (r.no_subscriber) count_drop(DropReason::no_subscriber);
+  return r;  // full mailboxes and dead agents were counted by deliver()
+}
+
+router::DeliverStatus Runtime::AgentEndpoint::deliver(const router::Delivery& d) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = d.kind;
+  e->msg.topic = d.topic;
+  e->msg.sender = AgentRef::from_bits(d.sender);
+  e->msg.request_id = d.request_id;
+  e->msg.payload = d.payload;
+  switch (rt_.deliver(AgentRef::from_bits(d.address), e)) {
+    case SendResult::ok: return router::DeliverStatus::ok;
+    case SendResult::mailbox_full:
+    case SendResult::dropped: return router::DeliverStatus::mailbox_full;
+    case SendResult::dead_agent:
+    case SendResult::shutting_down: break;
+  }
+  return router::DeliverStatus::dead;
+}
+
+std::size_t Runtime::AgentEndpoint::depth(std::uint64_t address) const noexcept {
+  AgentRef ref = AgentRef::from_bits(address);
+  const Slot* slot = rt_.table_.find(ref.index);
+  if (slot == nullptr) return 0;
+  std::uint64_t c = slot->ctl.load(std::memory_order_relaxed);
+  return ctl::generation(c) == ref.generation ? ctl::count(c) : 0;
 }
 
 void Runtime::complete_ask(Agent* agent, Message& msg) {

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/mutex.hpp"
+#include "router/router.hpp"
 #include "runtime/agent.hpp"
 #include "runtime/config.hpp"
 #include "runtime/detail/agent_table.hpp"
@@ -112,6 +113,21 @@ class Runtime {
     return send(to, Payload::of(value), kind);
   }
 
+  // -- topics (see router/) ---
+
+  /// The topic router: intern topics, stats, subscriptions of non-agents.
+  router::Router& router() noexcept { return router_; }
+  /// Subscribes `agent` to `pattern` (wildcards allowed), optionally in a queue
+  /// group. Removed when the agent exits. Errors: a bad pattern (the message
+  /// says what and where) or an agent that is gone.
+  Result<router::SubscriptionId> subscribe(AgentRef agent, std::string_view pattern,
+                                           std::string_view queue_group = {});
+  bool unsubscribe(router::SubscriptionId id) { return router_.unsubscribe(id); }
+  /// Publishes to every subscriber (one per queue group). Messages nobody took
+  /// are counted (no_subscriber, mailbox_full, dead_agent).
+  router::PublishResult publish(router::TopicId topic, const Payload& payload, std::uint32_t kind = 0) noexcept;
+  Result<router::PublishResult> publish(std::string_view topic, const Payload& payload, std::uint32_t kind = 0);
+
   TimerId send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind = 0);
   TimerId send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind = 0);
   bool cancel_timer(TimerId id);
@@ -168,6 +184,23 @@ class Runtime {
   void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
   void complete_ask(Agent* agent, Message& msg);
   bool fire_timer(const detail::TimerEntry& t) noexcept;
+  router::PublishResult publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
+                                     std::uint32_t kind, std::uint64_t request_id) noexcept;
+  void request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
+                    std::chrono::nanoseconds timeout, AskCallback done);
+  void await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout, AskCallback done);
+  void unsubscribe_exited(AgentRef agent) noexcept;
+
+  // Delivers published messages to agents' mailboxes; addresses are AgentRef bits.
+  class AgentEndpoint final : public router::Endpoint {
+   public:
+    explicit AgentEndpoint(Runtime& rt) : rt_(rt) {}
+    router::DeliverStatus deliver(const router::Delivery& d) noexcept override;
+    std::size_t depth(std::uint64_t address) const noexcept override;
+
+   private:
+    Runtime& rt_;
+  };
   bool wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const;
 
   // -- constant after construction ---
@@ -185,6 +218,9 @@ class Runtime {
   mutable Mutex mu_;  // types_ creation and the crash log
   std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
   std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
+
+  AgentEndpoint endpoint_{*this};
+  router::Router router_;
 
   std::unique_ptr<detail::TimerWheel> timers_;
   std::unique_ptr<detail::Scheduler> scheduler_;  // last: its threads use everything above

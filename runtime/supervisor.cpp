@@ -60,6 +60,9 @@ Result<void> SupervisorSpec::validate() const {
     if (c.id.empty()) return unexpected(where + ".id is empty");
     if (!c.start) return unexpected(where + " (\"" + c.id + "\").start is not set");
     if (c.shutdown.count() < 0) return unexpected(where + " (\"" + c.id + "\").shutdown is negative (allowed: 0 ms = kill, or more)");
+    for (const TopicSubscription& s : c.subscriptions) {
+      if (auto r = router::validate_pattern(s.pattern); !r) return unexpected(where + " (\"" + c.id + "\").subscriptions: " + r.error());
+    }
     for (std::size_t j = 0; j < i; ++j) {
       if (children[j].id == c.id) return unexpected(where + ".id \"" + c.id + "\" is used twice");
     }
@@ -104,7 +107,10 @@ void Supervisor::on_start() {
 bool Supervisor::start(std::size_t child) {
   Child& c = children_[child];
   try {
-    c.info.ref = spec_.children[c.spec].start(*this, c.args);
+    const ChildSpec& spec = spec_.children[c.spec];
+    c.info.ref = spec.start(*this, c.args);
+    // A child that already exited simply is not subscribed; its exit is on its way.
+    for (const TopicSubscription& s : spec.subscriptions) (void)runtime().subscribe(c.info.ref, s.pattern, s.queue_group);
     return c.info.ref.valid();
   } catch (const std::exception& ex) {
     c.info.ref = {};

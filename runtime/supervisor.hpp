@@ -44,11 +44,18 @@ class Supervisor;
 /// children); a restart passes the same args again.
 using StartFn = std::function<AgentRef(Supervisor& sup, const Payload& args)>;
 
+/// A topic subscription a child gets each time it is (re)started.
+struct TopicSubscription {
+  std::string pattern;
+  std::string queue_group;  // empty: none
+};
+
 struct ChildSpec {
   std::string id;
   StartFn start;
   Restart restart = Restart::permanent;
   std::chrono::milliseconds shutdown{5000};  // time to exit after a stop request; 0 = kill
+  std::vector<TopicSubscription> subscriptions{};  // subscribed at every (re)start
 };
 
 struct SupervisorSpec {

@@ -42,6 +42,9 @@ struct Slot {
   // Mailbox bound of the occupant; written before ctl opens the slot.
   std::atomic<std::uint32_t> capacity{0};
   std::atomic<OverflowPolicy> overflow{OverflowPolicy::reject};
+  // Set when the occupant may hold topic subscriptions, so an exit without
+  // any skips the router. Stays in the slot (stable memory) across reuse.
+  std::atomic<bool> subscribed{false};
 };
 
 class AgentTable {

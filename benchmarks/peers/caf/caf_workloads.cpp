@@ -51,6 +51,63 @@ caf::behavior server(caf::stateful_actor<BouncerState>* self, caf::actor peer, s
   return bouncer(self, limit, done);
 }
 
+// W3/W4: a subscriber joins its group, says so, and counts down once it has
+// seen every message meant for it.
+struct CounterState {
+  std::uint64_t seen = 0;
+};
+
+caf::behavior group_counter(caf::stateful_actor<CounterState>* self, caf::group g, std::uint64_t expect,
+                            Countdown* joined, Countdown* finished) {
+  self->join(g);
+  joined->count_down();
+  return {[=](std::uint64_t) {
+    if (++self->state.seen == expect) finished->count_down();
+  }};
+}
+
+// Publishes `topics[i]` for every i, kPublishChunk per run, then yields.
+struct PublisherState {
+  std::uint64_t next = 0;
+};
+
+caf::behavior publisher(caf::stateful_actor<PublisherState>* self, std::vector<caf::group>* groups,
+                        const std::vector<std::uint32_t>* topics) {
+  return {[=](caf::atom_value) {
+    std::uint64_t end = std::min<std::uint64_t>(self->state.next + kPublishChunk, topics->size());
+    for (; self->state.next < end; ++self->state.next) {
+      self->send((*groups)[(*topics)[self->state.next]], std::uint64_t{self->state.next});
+    }
+    if (end < topics->size()) self->send(self, caf::atom("more"));
+  }};
+}
+
+// Spawns one counter per group (expecting expect[i] messages), waits until all
+// joined, publishes `topics`, and returns the seconds until all were counted.
+double run_groups(caf::actor_system& sys, std::vector<caf::group>& groups, const std::vector<std::uint64_t>& expect,
+                  const std::vector<std::uint32_t>& topics, std::size_t subscribers_per_group) {
+  std::uint64_t expecting = 0;
+  for (std::uint64_t e : expect) expecting += e != 0 ? subscribers_per_group : 0;
+  Countdown joined(groups.size() * subscribers_per_group);
+  Countdown finished(expecting);
+  std::vector<caf::actor> counters;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    for (std::size_t s = 0; s < subscribers_per_group; ++s) {
+      counters.push_back(sys.spawn(group_counter, groups[g], expect[g], &joined, &finished));
+    }
+  }
+  joined.wait();
+  auto t0 = Clock::now();
+  auto pub = sys.spawn(publisher, &groups, &topics);
+  caf::anon_send(pub, caf::atom("more"));
+  finished.wait();
+  double seconds = seconds_since(t0);
+  // Group members are referenced by their group: end them explicitly.
+  for (auto& c : counters) caf::anon_send_exit(c, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(pub, caf::exit_reason::user_shutdown);
+  return seconds;
+}
+
 struct RingState {
   caf::actor next;
 };
@@ -133,6 +190,33 @@ RunResult caf_w2(const WorkloadParams& p) {
   r.checksum = n;
   caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  return r;
+}
+
+RunResult caf_w3(const WorkloadParams& p) {
+  const std::uint64_t n = fanout_messages(p);
+  Config cfg(p);
+  caf::actor_system sys{cfg};
+  std::vector<caf::group> groups{sys.groups().get_local("fanout")};
+  RunResult r;
+  r.seconds = run_groups(sys, groups, {n}, std::vector<std::uint32_t>(n, 0), kFanoutSubscribers);
+  r.checksum = n * kFanoutSubscribers;
+  r.value = static_cast<double>(r.checksum) / r.seconds;
+  return r;
+}
+
+RunResult caf_w4(const WorkloadParams& p) {
+  const std::vector<std::uint32_t> topics = random_topics(many_topics_messages(p), kManyTopics);
+  std::vector<std::uint64_t> expect(kManyTopics, 0);
+  for (std::uint32_t t : topics) ++expect[t];
+  Config cfg(p);
+  caf::actor_system sys{cfg};
+  std::vector<caf::group> groups;
+  for (std::uint32_t t = 0; t < kManyTopics; ++t) groups.push_back(sys.groups().get_local("topic." + std::to_string(t)));
+  RunResult r;
+  r.seconds = run_groups(sys, groups, expect, topics, 1);
+  r.checksum = topics.size();
+  r.value = static_cast<double>(topics.size()) / r.seconds;
   return r;
 }
 

@@ -1,0 +1,250 @@
+// Agents and the router together: subscribe, publish, request/reply, and
+// subscriptions that end with their agent and come back with a restart.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "runtime/runtime.hpp"
+#include "runtime/supervisor.hpp"
+#include "runtime/test_util.hpp"
+
+namespace swarm {
+namespace {
+
+using namespace std::chrono_literals;
+using test::eventually;
+
+constexpr std::uint32_t kCrash = 99;
+
+// Subscribes to `pattern` at start; records what it receives.
+class Listener : public Agent {
+ public:
+  Listener(std::string pattern, std::atomic<int>& received, std::string group = {})
+      : pattern_(std::move(pattern)), group_(std::move(group)), received_(received) {}
+  void on_start() override {
+    if (!pattern_.empty() && !subscribe(pattern_, group_)) throw std::runtime_error("subscribe failed");
+  }
+  void on_message(Message& m) override {
+    if (m.kind == kCrash) throw std::runtime_error("asked to crash");
+    last_topic.store(m.topic);
+    last_value.store(m.payload.size() == sizeof(int) ? m.as<int>() : -1);
+    received_.fetch_add(1);
+  }
+  inline static std::atomic<std::uint32_t> last_topic{0};
+  inline static std::atomic<int> last_value{0};
+
+ private:
+  std::string pattern_, group_;
+  std::atomic<int>& received_;
+};
+
+TEST(Topics, PublishReachesWildcardSubscribersWithTheTopicId) {
+  Runtime rt;
+  std::atomic<int> got{0};
+  rt.spawn<Listener>("orders.*.created", got);
+  ASSERT_TRUE(rt.wait_idle());
+  auto topic = rt.router().intern("orders.eu.created");
+  ASSERT_TRUE(topic);
+  auto r = rt.publish(*topic, Payload::of(7));
+  EXPECT_EQ(r.delivered, 1u);
+  ASSERT_TRUE(eventually([&] { return got.load() == 1; }));
+  EXPECT_EQ(Listener::last_topic.load(), *topic);
+  EXPECT_EQ(Listener::last_value.load(), 7);
+}
+
+TEST(Topics, BadTopicsAreErrorsThatSayWhy) {
+  Runtime rt;
+  auto r = rt.publish("orders..created", Payload::of(1));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("empty"), std::string::npos) << r.error();
+  std::atomic<int> got{0};
+  AgentRef a = rt.spawn<Listener>("", got);
+  auto s = rt.subscribe(a, "orders.>.x");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().find(">"), std::string::npos) << s.error();
+}
+
+TEST(Topics, SubscriptionsEndWithTheAgentAndTheMissIsCounted) {
+  Runtime rt;
+  std::atomic<int> got{0};
+  AgentRef a = rt.spawn<Listener>("jobs.>", got);
+  ASSERT_TRUE(rt.wait_idle());
+  ASSERT_EQ(rt.publish("jobs.a", Payload::of(1))->delivered, 1u);
+  rt.stop(a);
+  ASSERT_TRUE(eventually([&] { return !rt.alive(a); }));
+  auto r = rt.publish("jobs.a", Payload::of(2));
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->no_subscriber);
+  EXPECT_EQ(r->delivered, 0u);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::no_subscriber)], 1u);
+}
+
+TEST(Topics, QueueGroupGivesEachMessageToOneMember) {
+  Runtime rt;
+  std::atomic<int> a{0}, b{0}, solo{0};
+  rt.spawn<Listener>("work", a, "pool");
+  rt.spawn<Listener>("work", b, "pool");
+  rt.spawn<Listener>("work", solo);
+  ASSERT_TRUE(rt.wait_idle());
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(rt.publish("work", Payload::of(i))->delivered, 2u);
+  ASSERT_TRUE(eventually([&] { return a.load() + b.load() == 100 && solo.load() == 100; }));
+  EXPECT_GT(a.load(), 0);
+  EXPECT_GT(b.load(), 0);
+}
+
+TEST(Topics, FullMailboxIsCountedAsMailboxFull) {
+  RuntimeConfig c;
+  c.workers = 1;
+  c.default_mailbox.capacity = 1;
+  Runtime rt(c);
+  std::atomic<int> got{0};
+  std::atomic<bool> release{false};
+  class Blocker : public Agent {
+   public:
+    explicit Blocker(std::atomic<bool>& r) : r_(r) {}
+    void on_message(Message&) override {
+      while (!r_.load()) std::this_thread::yield();
+    }
+    std::atomic<bool>& r_;
+  };
+  AgentRef blocker = rt.spawn<Blocker>(release);
+  AgentRef l = rt.spawn<Listener>("", got);
+  ASSERT_TRUE(rt.subscribe(l, "t"));
+  ASSERT_TRUE(rt.wait_idle());  // the listener's start is handled: its mailbox is empty
+  rt.send(blocker, 0);  // occupies the only worker, so the listener's mailbox fills
+  ASSERT_EQ(rt.publish("t", Payload::of(1))->delivered, 1u);
+  auto r = rt.publish("t", Payload::of(2));
+  EXPECT_EQ(r->mailbox_full, 1u);
+  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::mailbox_full)], 1u);
+  release = true;
+}
+
+// Answers requests on "math.double".
+class Doubler : public Agent {
+ public:
+  void on_start() override { (void)subscribe("math.double", "doublers"); }
+  void on_message(Message& m) override { reply(m, m.as<int>() * 2); }
+};
+
+class Asker : public Agent {
+ public:
+  Asker(std::string topic, std::atomic<int>& answer, std::atomic<int>& status)
+      : topic_(std::move(topic)), answer_(answer), status_(status) {}
+  void on_message(Message&) override {
+    auto id = runtime().router().intern(topic_);
+    request(*id, Payload::of(21), 0, 2s, [this](AskStatus s, Message* reply) {
+      if (reply != nullptr) answer_.store(reply->as<int>());
+      status_.store(static_cast<int>(s));
+    });
+  }
+
+ private:
+  std::string topic_;
+  std::atomic<int>& answer_;
+  std::atomic<int>& status_;
+};
+
+TEST(Topics, RequestGetsTheReplyOfOneResponder) {
+  Runtime rt;
+  rt.spawn<Doubler>();
+  rt.spawn<Doubler>();
+  std::atomic<int> answer{0}, status{-1};
+  AgentRef asker = rt.spawn<Asker>("math.double", answer, status);
+  ASSERT_TRUE(rt.wait_idle());
+  rt.send(asker, 0);
+  ASSERT_TRUE(eventually([&] { return status.load() != -1; }));
+  EXPECT_EQ(status.load(), static_cast<int>(AskStatus::ok));
+  EXPECT_EQ(answer.load(), 42);
+}
+
+TEST(Topics, RequestWithoutRespondersFailsAtOnce) {
+  Runtime rt;
+  std::atomic<int> answer{0}, status{-1};
+  AgentRef asker = rt.spawn<Asker>("nobody.home", answer, status);
+  rt.send(asker, 0);
+  ASSERT_TRUE(eventually([&] { return status.load() != -1; }, 1s));
+  EXPECT_EQ(status.load(), static_cast<int>(AskStatus::no_responder));
+}
+
+TEST(Topics, ARestartedChildIsSubscribedAgainAsItsSpecSays) {
+  Runtime rt;
+  std::atomic<int> got{0};
+  std::atomic<int> starts{0};
+  SupervisorSpec spec;
+  ChildSpec child{"listener", [&](Supervisor& s, const Payload&) {
+                    starts.fetch_add(1);
+                    return s.spawn<Listener>("", got);
+                  }};
+  child.subscriptions.push_back({"alerts.>", ""});
+  spec.children.push_back(std::move(child));
+  rt.spawn<Supervisor>(std::move(spec));
+  ASSERT_TRUE(eventually([&] { return starts.load() == 1; }));
+  ASSERT_TRUE(rt.wait_idle());
+  ASSERT_EQ(rt.publish("alerts.disk", Payload::of(kCrash), kCrash)->delivered, 1u);
+  ASSERT_TRUE(eventually([&] { return starts.load() == 2; }));
+  ASSERT_TRUE(rt.wait_idle());
+  auto r = rt.publish("alerts.cpu", Payload::of(5));
+  EXPECT_EQ(r->delivered, 1u) << "the restarted child must be subscribed, and only once";
+  ASSERT_TRUE(eventually([&] { return got.load() == 1; }));
+}
+
+TEST(SupervisorSpec, ABadSubscriptionPatternIsRejectedWithTheChild) {
+  SupervisorSpec spec;
+  ChildSpec child{"c", [](Supervisor& s, const Payload&) { return s.spawn<Doubler>(); }};
+  child.subscriptions.push_back({"a..b", ""});
+  spec.children.push_back(std::move(child));
+  auto r = spec.validate();
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("children[0]"), std::string::npos) << r.error();
+}
+
+// Agents subscribe, publish and exit from every worker while outside threads
+// publish: run under TSan; nothing may crash, every publish is accounted for.
+TEST(Topics, StressPublishWhileAgentsSubscribeAndExit) {
+  Runtime rt;
+  std::atomic<int> got{0};
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> delivered{0}, refused{0}, missed{0}, publishes{0};
+  std::atomic<int> steady_got{0};
+  AgentRef steady = rt.spawn<Listener>("stress.x", steady_got);  // subscribed the whole time
+  ASSERT_TRUE(rt.wait_idle());
+  std::vector<std::thread> publishers;
+  for (int t = 0; t < 2; ++t) {
+    publishers.emplace_back([&] {
+      while (!done.load()) {
+        auto r = rt.publish("stress.x", Payload::of(1));
+        delivered += r->delivered;
+        refused += r->mailbox_full + r->dead;
+        missed += r->no_subscriber ? 1 : 0;
+        publishes.fetch_add(1);
+      }
+    });
+  }
+  // At least 200 rounds, and until the publishers have really raced us.
+  for (int round = 0; round < 200 || publishes.load() < 2'000; ++round) {
+    std::vector<AgentRef> batch;
+    for (int i = 0; i < 20; ++i) batch.push_back(rt.spawn<Listener>(i % 2 == 0 ? "stress.*" : "stress.>", got));
+    for (AgentRef a : batch) rt.stop(a);
+  }
+  done = true;
+  for (auto& t : publishers) t.join();
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_EQ(missed.load(), 0u) << "the steady subscriber was there for every publish";
+  // Each publish reached the steady subscriber or was refused (its mailbox is
+  // bounded and the publishers are faster): every one is accounted for.
+  EXPECT_GE(delivered.load() + refused.load(), publishes.load());
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_LE(steady_got.load(), static_cast<int>(publishes.load()));
+  EXPECT_GT(steady_got.load(), 0);
+  rt.stop(steady);
+  ASSERT_TRUE(eventually([&] { return rt.stats().live == 0; }));
+  auto r = rt.publish("stress.x", Payload::of(1));
+  EXPECT_TRUE(r->no_subscriber) << "every subscription ended with its agent";
+}
+
+}  // namespace
+}  // namespace swarm
