@@ -91,6 +91,79 @@ TEST(ZeroAllocation, PingPongOnOneWorkerAllocatesNothingPerMessage) { expect_no_
 
 TEST(ZeroAllocation, PingPongOnTwoWorkersAllocatesNothingPerMessage) { expect_no_allocation_per_message(2); }
 
+// A router endpoint that only counts: the router's own cost is measured.
+class CountingEndpoint : public router::Endpoint {
+ public:
+  router::DeliverStatus deliver(const router::Delivery&) noexcept override {
+    delivered.fetch_add(1, std::memory_order_relaxed);
+    return router::DeliverStatus::ok;
+  }
+  std::atomic<std::uint64_t> delivered{0};
+};
+
+TEST(ZeroAllocation, RouterPublishOfAnInlinePayloadAllocatesNothing) {
+  router::Router r;
+  CountingEndpoint ep;
+  for (std::uint64_t a = 0; a < 10; ++a) ASSERT_TRUE(r.subscribe(a % 2 ? "z.*" : "z.x", {&ep, a}));
+  ASSERT_TRUE(r.subscribe("z.>", {&ep, 100}, "group"));
+  router::TopicId id = *r.intern("z.x");
+  for (int i = 0; i < 100; ++i) r.publish(id, Payload::of(i));  // warm: resolved set cached
+  std::uint64_t before = g_allocations.load();
+  for (int i = 0; i < 100'000; ++i) r.publish(id, Payload::of(i));
+  EXPECT_EQ(g_allocations.load() - before, 0u) << "allocations during 100k publishes by id";
+  EXPECT_EQ(ep.delivered.load(), 100'100u * 11);
+}
+
+constexpr int kSinks = 8;
+
+// Publishes to the sinks, waits for all their acks, `rounds` times, then reports.
+class Broadcaster : public Agent {
+ public:
+  Broadcaster(router::TopicId topic, std::uint64_t mark, std::uint64_t rounds, std::atomic<std::uint64_t>& at_mark,
+              std::promise<std::uint64_t>& done)
+      : topic_(topic), mark_(mark), rounds_(rounds), at_mark_(at_mark), done_(done) {}
+  void on_message(Message& m) override {
+    if (m.sender.valid() && ++acks_ < kSinks) return;  // an ack; wait for the others
+    acks_ = 0;
+    if (n_ == mark_) at_mark_ = g_allocations.load();
+    if (n_ == rounds_) {
+      done_.set_value(g_allocations.load());
+      return;
+    }
+    publish(topic_, n_++);
+  }
+
+ private:
+  router::TopicId topic_;
+  std::uint64_t mark_, rounds_, n_ = 0;
+  int acks_ = 0;
+  std::atomic<std::uint64_t>& at_mark_;
+  std::promise<std::uint64_t>& done_;
+};
+
+class Sink : public Agent {
+ public:
+  void on_start() override { (void)subscribe("feed.>"); }
+  void on_message(Message& m) override { send(m.sender, std::uint64_t{1}); }
+};
+
+TEST(ZeroAllocation, AgentsPublishingInlinePayloadsAllocateNothingPerMessage) {
+  RuntimeConfig c;
+  c.workers = 2;
+  Runtime rt(c);
+  for (int i = 0; i < kSinks; ++i) rt.spawn<Sink>();
+  ASSERT_TRUE(rt.wait_idle());
+  router::TopicId topic = *rt.router().intern("feed.prices");
+  // A long warm-up: envelopes flow between the workers' caches (up to 2,048
+  // each) until both are full; from then on nothing is allocated.
+  constexpr std::uint64_t kWarmup = 100'000, kRounds = 200'000;
+  std::atomic<std::uint64_t> at_mark{0};
+  std::promise<std::uint64_t> done;
+  rt.send(rt.spawn<Broadcaster>(topic, kWarmup, kRounds, at_mark, done), std::uint64_t{0});
+  std::uint64_t at_end = done.get_future().get();
+  EXPECT_LT(at_end - at_mark.load(), 64u) << "allocations during 100k publishes to 8 agents (and 800k acks)";
+}
+
 TEST(ZeroAllocation, TheCounterSeesAllocations) {
   std::uint64_t before = g_allocations.load();
   auto* p = new int(3);
