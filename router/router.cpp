@@ -1,6 +1,8 @@
 #include "router/router.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <span>
 #include <stdexcept>
 
 #include "router/detail/epoch.hpp"
@@ -55,48 +57,72 @@ struct Router::TrieNode {
   bool empty() const { return children.empty() && !star && here.empty() && rest.empty(); }
 };
 
-// A topic's subscribers, flat, immutable once published.
+// A topic's subscribers, immutable once published: one allocation, the
+// de-duplicated plain subscribers stored right after the header, so a
+// publish touches the entry, this block, and the endpoints.
 struct Router::Resolved {
   struct Group {
     std::vector<Subscriber> members;
     mutable std::atomic<std::uint32_t> next{0};  // round robin cursor
   };
-  std::uint64_t topic_version;
-  std::uint64_t wildcard_generation;
-  std::vector<Subscriber> plain;  // de-duplicated
+  std::uint64_t topic_version = 0;
+  std::uint64_t wildcard_generation = 0;
   std::unique_ptr<Group[]> groups;
   std::size_t group_count = 0;
+  std::size_t plain_count = 0;
+
+  std::span<const Subscriber> plain() const noexcept {
+    return {reinterpret_cast<const Subscriber*>(this + 1), plain_count};
+  }
+  static Resolved* make(std::span<const Subscriber> plain) {
+    static_assert(sizeof(Resolved) % alignof(Subscriber) == 0);
+    void* mem = ::operator new(sizeof(Resolved) + plain.size() * sizeof(Subscriber));
+    auto* r = new (mem) Resolved();
+    std::uninitialized_copy(plain.begin(), plain.end(), reinterpret_cast<Subscriber*>(r + 1));
+    r->plain_count = plain.size();
+    return r;
+  }
+  static void destroy(const Resolved* r) noexcept {
+    if (r == nullptr) return;
+    r->~Resolved();
+    ::operator delete(const_cast<Resolved*>(r));
+  }
 };
 
-struct Router::TopicEntry {
+// Hot fields first, one entry per cache line pair; entries never move.
+struct alignas(64) Router::TopicEntry {
+  std::atomic<const Resolved*> resolved{nullptr};
+  std::atomic<std::uint64_t> version{0};
   TopicId id = 0;
   std::size_t hash = 0;
   std::string name;
-  std::vector<std::string_view> tokens;  // views into name; the entry never moves
-  std::atomic<std::uint64_t> version{0};
-  std::atomic<const Resolved*> resolved{nullptr};
-  ~TopicEntry() { delete resolved.load(std::memory_order_relaxed); }
+  std::vector<std::string_view> tokens;  // views into name
+  ~TopicEntry() { Resolved::destroy(resolved.load(std::memory_order_relaxed)); }
 };
 
 struct Router::NameTable {
-  explicit NameTable(std::size_t capacity) : mask(capacity - 1), slots(new std::atomic<TopicEntry*>[capacity]) {
-    for (std::size_t i = 0; i < capacity; ++i) slots[i].store(nullptr, std::memory_order_relaxed);
-  }
+  // The hash sits beside the pointer, so a probe reads only this array.
+  struct Slot {
+    std::atomic<std::size_t> hash{0};
+    std::atomic<TopicEntry*> entry{nullptr};
+  };
+  explicit NameTable(std::size_t capacity) : mask(capacity - 1), slots(new Slot[capacity]) {}
   TopicEntry* find(std::string_view name, std::size_t hash) const noexcept {
     for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-      TopicEntry* e = slots[i].load(std::memory_order_acquire);
+      TopicEntry* e = slots[i].entry.load(std::memory_order_acquire);
       if (e == nullptr) return nullptr;
-      if (e->hash == hash && e->name == name) return e;
+      if (slots[i].hash.load(std::memory_order_relaxed) == hash && e->name == name) return e;
     }
   }
   void insert(TopicEntry* e) noexcept {  // writers only; the table has room
     std::size_t i = e->hash & mask;
-    while (slots[i].load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
-    slots[i].store(e, std::memory_order_release);
+    while (slots[i].entry.load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
+    slots[i].hash.store(e->hash, std::memory_order_relaxed);
+    slots[i].entry.store(e, std::memory_order_release);  // publishes hash and entry
     ++count;
   }
   const std::size_t mask;
-  std::unique_ptr<std::atomic<TopicEntry*>[]> slots;
+  std::unique_ptr<Slot[]> slots;
   std::size_t count = 0;  // writers only
 };
 
@@ -174,7 +200,7 @@ Result<TopicId> Router::intern_locked(std::string_view topic) {
   if ((names->count + 1) * 2 > names->mask + 1) {  // keep the load under 1/2
     auto bigger = std::make_unique<NameTable>((names->mask + 1) * 2);
     for (std::size_t i = 0; i <= names->mask; ++i) {
-      if (TopicEntry* old = names->slots[i].load(std::memory_order_relaxed)) bigger->insert(old);
+      if (TopicEntry* old = names->slots[i].entry.load(std::memory_order_relaxed)) bigger->insert(old);
     }
     names = bigger.get();
     name_tables_.push_back(std::move(bigger));
@@ -316,19 +342,20 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
   if (auto it = exact_.find(e.id); it != exact_.end()) subs = it->second;
   match(*wildcards_, e.tokens, 0, subs);
 
-  auto r = std::make_unique<Resolved>();
-  r->topic_version = tv;
-  r->wildcard_generation = wg;
+  std::vector<Subscriber> plain;
   std::vector<Sub*> grouped;
   for (Sub* s : subs) {
     if (s->group.empty()) {
-      r->plain.push_back(s->who);
+      plain.push_back(s->who);
     } else {
       grouped.push_back(s);
     }
   }
-  std::sort(r->plain.begin(), r->plain.end());
-  r->plain.erase(std::unique(r->plain.begin(), r->plain.end()), r->plain.end());
+  std::sort(plain.begin(), plain.end());
+  plain.erase(std::unique(plain.begin(), plain.end()), plain.end());
+  std::unique_ptr<Resolved, void (*)(const Resolved*)> r(Resolved::make(plain), Resolved::destroy);
+  r->topic_version = tv;
+  r->wildcard_generation = wg;
   std::sort(grouped.begin(), grouped.end(), [](const Sub* a, const Sub* b) {
     return a->group != b->group ? a->group < b->group : a->who < b->who;
   });
@@ -345,7 +372,7 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
 
   const Resolved* fresh = r.release();
   e.resolved.store(fresh, std::memory_order_release);
-  if (old != nullptr) EpochDomain::global().retire([old] { delete old; });
+  if (old != nullptr) EpochDomain::global().retire([old] { Resolved::destroy(old); });
   return fresh;
 }
 
@@ -353,7 +380,6 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
 
 PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOptions options) noexcept {
   PublishResult res;
-  published_.fetch_add(1, std::memory_order_relaxed);
   {
     EpochDomain::Guard guard(EpochDomain::global());
     if (TopicEntry* e = entry(topic)) {
@@ -367,7 +393,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
           case DeliverStatus::dead: ++res.dead; break;
         }
       };
-      for (Subscriber s : r->plain) send(s);
+      for (Subscriber s : r->plain()) send(s);
       for (std::size_t i = 0; i < r->group_count; ++i) {
         const Resolved::Group& g = r->groups[i];
         const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
@@ -388,7 +414,6 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
       }
     }
   }
-  if (res.delivered != 0) delivered_.fetch_add(res.delivered, std::memory_order_relaxed);
   res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
   if (res.no_subscriber) {
     dead_letters_[static_cast<int>(DeadLetter::no_subscriber)].fetch_add(1, std::memory_order_relaxed);
@@ -415,7 +440,7 @@ void Router::republish_dead(TopicId topic, const Payload& payload, const Publish
     const Resolved* r = current(*entry(*dead));
     Delivery d{0, *dead, options.kind, options.sender, options.request_id, payload};
     bool any = false;
-    for (Subscriber s : r->plain) {
+    for (Subscriber s : r->plain()) {
       d.address = s.address;
       any |= s.endpoint->deliver(d) == DeliverStatus::ok;
     }
@@ -439,8 +464,6 @@ Result<PublishResult> Router::publish(std::string_view topic, const Payload& pay
 
 RouterStats Router::stats() const {
   RouterStats s;
-  s.published = published_.load(std::memory_order_relaxed);
-  s.delivered = delivered_.load(std::memory_order_relaxed);
   for (int i = 0; i < kDeadLetterReasons; ++i) s.dead_letters[i] = dead_letters_[i].load(std::memory_order_relaxed);
   s.republished = republished_.load(std::memory_order_relaxed);
   MutexLock lock(mu_);

@@ -98,9 +98,9 @@ enum class DeadLetter : std::uint8_t { no_subscriber, mailbox_full, dead_agent }
 inline constexpr int kDeadLetterReasons = 3;
 std::string_view to_string(DeadLetter r);
 
+// Publish and delivery totals are counted by the caller (the runtime), so the
+// read path writes no shared counter; only failures are counted here.
 struct RouterStats {
-  std::uint64_t published = 0;
-  std::uint64_t delivered = 0;
   std::uint64_t dead_letters[kDeadLetterReasons] = {};
   std::uint64_t republished = 0;  // dead letters sent on "$dead.<topic>"
   std::uint64_t subscriptions = 0;
@@ -162,7 +162,7 @@ class Router {
   // -- read path: lock-free ---
   std::unique_ptr<std::atomic<TopicEntry*>[]> segments_;  // kSegments pointers to arrays of entries
   std::atomic<std::uint64_t> wildcard_generation_{1};
-  std::atomic<std::uint64_t> published_{0}, delivered_{0}, republished_{0};
+  std::atomic<std::uint64_t> republished_{0};
   std::atomic<std::uint64_t> dead_letters_[kDeadLetterReasons] = {};
   // Name -> id: an insert-only open-addressing table; readers probe without
   // locks; a full table is replaced by a bigger one (old ones kept: their sum

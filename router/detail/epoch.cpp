@@ -1,5 +1,9 @@
 #include "router/detail/epoch.hpp"
 
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <stdexcept>
 
 namespace swarm::router::detail {
@@ -21,6 +25,18 @@ EpochDomain& EpochDomain::global() {
   static EpochDomain* domain = new EpochDomain();  // never destroyed: threads may exit after main
   return *domain;
 }
+
+namespace {
+bool register_membarrier() {
+#if defined(__SANITIZE_THREAD__)
+  return false;  // TSan cannot see the barriers the kernel forces on readers
+#else
+  return syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#endif
+}
+}  // namespace
+
+EpochDomain::EpochDomain() : asymmetric_(register_membarrier()) {}
 
 EpochDomain::~EpochDomain() {
   MutexLock lock(mu_);
@@ -52,9 +68,14 @@ EpochDomain::Guard::Guard(EpochDomain& d) noexcept {
   if (t.slot == nullptr) t.slot = d.acquire_slot();
   slot_ = t.slot;
   outer_ = t.depth++ == 0;
-  // seq_cst: the announcement must be visible before this thread reads any
-  // pointer, and ordered against writers' retire() (see collect()).
-  if (outer_) slot_->store(d.epoch_.load(std::memory_order_seq_cst), std::memory_order_seq_cst);
+  if (!outer_) return;
+  const std::uint64_t e = d.epoch_.load(std::memory_order_acquire);
+  if (d.asymmetric_) {
+    slot_->store(e, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // the compiler keeps the order; collect() the CPU
+  } else {
+    slot_->store(e, std::memory_order_seq_cst);
+  }
 }
 
 EpochDomain::Guard::~Guard() {
@@ -87,6 +108,10 @@ std::size_t EpochDomain::collect() {
   std::size_t waiting;
   {
     MutexLock lock(mu_);
+    if (retired_.empty()) return 0;
+    // Every reader's announcement made before this point is now visible, and
+    // every pointer it loads after it is the new one.
+    if (asymmetric_) syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     const std::uint64_t oldest = oldest_reader();
     std::size_t kept = 0;
     for (Retired& r : retired_) {

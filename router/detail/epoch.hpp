@@ -7,6 +7,12 @@
 // could have seen it has left (every announced epoch is newer, or idle).
 // Readers never block and never write shared cache lines.
 //
+// The announcement must be visible before the reader loads a pointer (a
+// store-load order). Where the kernel offers membarrier(2), readers use a
+// plain store and writers pay instead: collect() makes every thread of the
+// process execute a full barrier before it scans (an asymmetric fence, as in
+// liburcu). Elsewhere, and under ThreadSanitizer, readers use seq_cst stores.
+//
 // Thread-safe. A domain is shared by every router of the process; a thread
 // takes a slot on first use and returns it when it exits.
 
@@ -42,7 +48,10 @@ class EpochDomain {
   /// Frees what can be freed now; returns how many are still waiting.
   std::size_t collect();
 
+  EpochDomain();
   ~EpochDomain();
+  /// True when readers use the asymmetric (membarrier) protocol.
+  bool asymmetric() const noexcept { return asymmetric_; }
 
  private:
   struct alignas(64) Slot {
@@ -59,6 +68,7 @@ class EpochDomain {
   void release_slot(std::atomic<std::uint64_t>* s) noexcept;
   std::uint64_t oldest_reader() const noexcept;
 
+  const bool asymmetric_;
   std::atomic<std::uint64_t> epoch_{1};
   std::atomic<unsigned> slots_used_{0};  // high-water mark of slots_
   Slot slots_[kMaxThreads];
