@@ -143,9 +143,10 @@ constexpr TopicId kSegmentSize = TopicId{1} << 12;
 Router::Router(RouterConfig config)
     : config_(validated(config)),
       limits_{config_.max_topic_bytes, config_.max_tokens},
-      segments_(new std::atomic<TopicEntry*>[kSegments]),
+      segment_count_((config_.max_topics + kSegmentSize - 1) / kSegmentSize),
+      segments_(new std::atomic<TopicEntry*>[segment_count_]),
       wildcards_(std::make_unique<TrieNode>()) {
-  for (unsigned i = 0; i < kSegments; ++i) segments_[i].store(nullptr, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < segment_count_; ++i) segments_[i].store(nullptr, std::memory_order_relaxed);
   MutexLock lock(mu_);
   name_tables_.push_back(std::make_unique<NameTable>(1024));
   names_.store(name_tables_.back().get(), std::memory_order_release);
@@ -155,12 +156,13 @@ Router::~Router() {
   // Retired sets waiting in the epoch domain own only themselves: they may be
   // freed after the router is gone. Free what can be freed now.
   EpochDomain::global().collect();
-  for (unsigned i = 0; i < kSegments; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < segment_count_; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
 }
 
 // -- topics ---
 
 Router::TopicEntry* Router::entry(TopicId id) const noexcept {
+  if ((id >> kSegmentBits) >= segment_count_) return nullptr;
   TopicEntry* seg = segments_[id >> kSegmentBits].load(std::memory_order_acquire);
   if (seg == nullptr) return nullptr;
   TopicEntry* e = &seg[id & (kSegmentSize - 1)];

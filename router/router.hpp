@@ -147,7 +147,6 @@ class Router {
   };
 
   static constexpr unsigned kSegmentBits = 12;
-  static constexpr unsigned kSegments = 1u << 16;
 
   TopicEntry* entry(TopicId id) const noexcept;
   const Resolved* current(TopicEntry& e);
@@ -160,7 +159,8 @@ class Router {
   const TopicLimits limits_;
 
   // -- read path: lock-free ---
-  std::unique_ptr<std::atomic<TopicEntry*>[]> segments_;  // kSegments pointers to arrays of entries
+  const std::size_t segment_count_;                       // enough for max_topics
+  std::unique_ptr<std::atomic<TopicEntry*>[]> segments_;  // each: 4,096 entries, allocated on first use
   std::atomic<std::uint64_t> wildcard_generation_{1};
   std::atomic<std::uint64_t> republished_{0};
   std::atomic<std::uint64_t> dead_letters_[kDeadLetterReasons] = {};

@@ -191,6 +191,8 @@ TEST(Router, BadPatternsAndGroupsAreRejected) {
 TEST(Router, UnknownTopicIdIsNoSubscriber) {
   Router r;
   EXPECT_TRUE(r.publish(TopicId{777}, Payload::of(1)).no_subscriber);
+  EXPECT_TRUE(r.publish(TopicId{0xffffffff}, Payload::of(1)).no_subscriber);  // beyond every segment
+  EXPECT_EQ(r.topic_name(TopicId{0xffffffff}), "");
 }
 
 // Publishers race subscribers: a subscriber present the whole time receives
