@@ -57,9 +57,10 @@ struct Router::TrieNode {
   bool empty() const { return children.empty() && !star && here.empty() && rest.empty(); }
 };
 
-// A topic's subscribers, immutable once published: one allocation, the
-// de-duplicated plain subscribers stored right after the header, so a
-// publish touches the entry, this block, and the endpoints.
+// A topic's subscribers, immutable once published: one allocation, aligned to
+// a cache line, the de-duplicated plain subscribers stored right after the
+// header (a topic with one subscriber fits in one line), so a publish touches
+// the topic's entry, this block, and the endpoints.
 struct Router::Resolved {
   struct Group {
     std::vector<Subscriber> members;
@@ -68,57 +69,84 @@ struct Router::Resolved {
   std::uint64_t topic_version = 0;
   std::uint64_t wildcard_generation = 0;
   std::unique_ptr<Group[]> groups;
-  std::size_t group_count = 0;
-  std::size_t plain_count = 0;
+  std::uint32_t group_count = 0;
+  std::uint32_t plain_count = 0;
 
+  static constexpr std::align_val_t kAlign{64};
   std::span<const Subscriber> plain() const noexcept {
     return {reinterpret_cast<const Subscriber*>(this + 1), plain_count};
   }
+  std::size_t receivers() const noexcept { return std::size_t{plain_count} + group_count; }
   static Resolved* make(std::span<const Subscriber> plain) {
     static_assert(sizeof(Resolved) % alignof(Subscriber) == 0);
-    void* mem = ::operator new(sizeof(Resolved) + plain.size() * sizeof(Subscriber));
+    void* mem = ::operator new(sizeof(Resolved) + plain.size() * sizeof(Subscriber), kAlign);
     auto* r = new (mem) Resolved();
     std::uninitialized_copy(plain.begin(), plain.end(), reinterpret_cast<Subscriber*>(r + 1));
-    r->plain_count = plain.size();
+    r->plain_count = static_cast<std::uint32_t>(plain.size());
     return r;
   }
   static void destroy(const Resolved* r) noexcept {
     if (r == nullptr) return;
     r->~Resolved();
-    ::operator delete(const_cast<Resolved*>(r));
+    ::operator delete(const_cast<Resolved*>(r), kAlign);
   }
 };
 
-// Hot fields first, one entry per cache line pair; entries never move.
-struct alignas(64) Router::TopicEntry {
-  std::atomic<const Resolved*> resolved{nullptr};
-  std::atomic<std::uint64_t> version{0};
+// What publish reads of a topic: 16 bytes, four topics to a cache line, so
+// 10k topics take 160 KB. Names and tokens live apart (TopicName).
+struct Router::TopicEntry {
+  std::atomic<const Resolved*> resolved{nullptr};  // swapped under mu_ by rebuild()
+  std::atomic<std::uint64_t> version{0};           // bumped under mu_ by exact (un)subscribe
+};
+
+// The cold half of a topic: written once by intern_locked() before the id is
+// published, read-only afterwards (dead_topic excepted).
+struct Router::TopicName {
+  static constexpr TopicId kNone = ~TopicId{0};
   TopicId id = 0;
   std::size_t hash = 0;
   std::string name;
-  std::vector<std::string_view> tokens;  // views into name
-  ~TopicEntry() { Resolved::destroy(resolved.load(std::memory_order_relaxed)); }
+  std::vector<std::string_view> tokens;    // views into name
+  std::atomic<TopicId> dead_topic{kNone};  // "$dead.<name>", once interned
+};
+
+struct Router::Segment {
+  TopicEntry hot[std::size_t{1} << kSegmentBits];
+  TopicName cold[std::size_t{1} << kSegmentBits];
+  ~Segment() {
+    for (TopicEntry& e : hot) Resolved::destroy(e.resolved.load(std::memory_order_relaxed));
+  }
+};
+
+// Per-thread publish counters. A shard below kShards belongs to the one live
+// thread holding that epoch slot, which updates it with a plain load + store
+// (no read-modify-write); threads beyond share the last shard with fetch_add.
+// stats() sums them with relaxed loads.
+struct alignas(64) Router::Shard {
+  std::atomic<std::uint64_t> published{0};
+  std::atomic<std::uint64_t> delivered{0};
+  std::atomic<std::uint64_t> dead_letters[kDeadLetterReasons] = {};
 };
 
 struct Router::NameTable {
   // The hash sits beside the pointer, so a probe reads only this array.
   struct Slot {
     std::atomic<std::size_t> hash{0};
-    std::atomic<TopicEntry*> entry{nullptr};
+    std::atomic<const TopicName*> topic{nullptr};
   };
   explicit NameTable(std::size_t capacity) : mask(capacity - 1), slots(new Slot[capacity]) {}
-  TopicEntry* find(std::string_view name, std::size_t hash) const noexcept {
+  const TopicName* find(std::string_view name, std::size_t hash) const noexcept {
     for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
-      TopicEntry* e = slots[i].entry.load(std::memory_order_acquire);
-      if (e == nullptr) return nullptr;
-      if (slots[i].hash.load(std::memory_order_relaxed) == hash && e->name == name) return e;
+      const TopicName* t = slots[i].topic.load(std::memory_order_acquire);
+      if (t == nullptr) return nullptr;
+      if (slots[i].hash.load(std::memory_order_relaxed) == hash && t->name == name) return t;
     }
   }
-  void insert(TopicEntry* e) noexcept {  // writers only; the table has room
-    std::size_t i = e->hash & mask;
-    while (slots[i].entry.load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
-    slots[i].hash.store(e->hash, std::memory_order_relaxed);
-    slots[i].entry.store(e, std::memory_order_release);  // publishes hash and entry
+  void insert(const TopicName* t) noexcept {  // writers only; the table has room
+    std::size_t i = t->hash & mask;
+    while (slots[i].topic.load(std::memory_order_relaxed) != nullptr) i = (i + 1) & mask;
+    slots[i].hash.store(t->hash, std::memory_order_relaxed);
+    slots[i].topic.store(t, std::memory_order_release);  // publishes hash and topic
     ++count;
   }
   const std::size_t mask;
@@ -144,7 +172,8 @@ Router::Router(RouterConfig config)
     : config_(validated(config)),
       limits_{config_.max_topic_bytes, config_.max_tokens},
       segment_count_((config_.max_topics + kSegmentSize - 1) / kSegmentSize),
-      segments_(new std::atomic<TopicEntry*>[segment_count_]),
+      segments_(new std::atomic<Segment*>[segment_count_]),
+      shards_(new Shard[kShards + 1]),
       wildcards_(std::make_unique<TrieNode>()) {
   for (std::size_t i = 0; i < segment_count_; ++i) segments_[i].store(nullptr, std::memory_order_relaxed);
   MutexLock lock(mu_);
@@ -156,28 +185,29 @@ Router::~Router() {
   // Retired sets waiting in the epoch domain own only themselves: they may be
   // freed after the router is gone. Free what can be freed now.
   EpochDomain::global().collect();
-  for (std::size_t i = 0; i < segment_count_; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < segment_count_; ++i) delete segments_[i].load(std::memory_order_relaxed);
 }
 
 // -- topics ---
 
 Router::TopicEntry* Router::entry(TopicId id) const noexcept {
-  if ((id >> kSegmentBits) >= segment_count_) return nullptr;
-  TopicEntry* seg = segments_[id >> kSegmentBits].load(std::memory_order_acquire);
-  if (seg == nullptr) return nullptr;
-  TopicEntry* e = &seg[id & (kSegmentSize - 1)];
-  // A slot of an allocated segment that no topic took yet has no name.
-  return e->name.empty() ? nullptr : e;
+  // Acquire: the id's entry and name were complete before the count covered it.
+  if (id >= published_.topics.load(std::memory_order_acquire)) return nullptr;
+  return &segments_[id >> kSegmentBits].load(std::memory_order_relaxed)->hot[id & (kSegmentSize - 1)];
+}
+
+Router::TopicName& Router::name_of(TopicId id) const noexcept {
+  return segments_[id >> kSegmentBits].load(std::memory_order_relaxed)->cold[id & (kSegmentSize - 1)];
 }
 
 std::string_view Router::topic_name(TopicId id) const {
-  TopicEntry* e = entry(id);
-  return e == nullptr ? std::string_view{} : std::string_view(e->name);
+  if (entry(id) == nullptr) return {};
+  return name_of(id).name;
 }
 
 Result<TopicId> Router::intern(std::string_view topic) {
   const std::size_t hash = StringHash{}(topic);
-  if (TopicEntry* e = names_.load(std::memory_order_acquire)->find(topic, hash)) return e->id;
+  if (const TopicName* t = names_.load(std::memory_order_acquire)->find(topic, hash)) return t->id;
   MutexLock lock(mu_);
   return intern_locked(topic);
 }
@@ -185,31 +215,34 @@ Result<TopicId> Router::intern(std::string_view topic) {
 Result<TopicId> Router::intern_locked(std::string_view topic) {
   const std::size_t hash = StringHash{}(topic);
   NameTable* names = names_.load(std::memory_order_relaxed);
-  if (TopicEntry* e = names->find(topic, hash)) return e->id;
-  if (auto r = validate_topic(topic, limits_); !r) return unexpected(r.error());
+  if (const TopicName* t = names->find(topic, hash)) return t->id;
+  if (auto r = validate_topic(topic, limits_); !r) return unexpected("router: " + r.error());
   if (topic_count_ >= config_.max_topics) {
-    return unexpected("router: cannot add topic \"" + std::string(topic) + "\": " + std::to_string(topic_count_) +
-                      " topics exist, the limit (max_topics)");
+    return unexpected("router: cannot add topic \"" + std::string(topic.substr(0, 64)) + "\": " +
+                      std::to_string(topic_count_) + " topics exist, the limit (max_topics)");
   }
   const TopicId id = topic_count_;
-  std::atomic<TopicEntry*>& seg = segments_[id >> kSegmentBits];
-  if (seg.load(std::memory_order_relaxed) == nullptr) seg.store(new TopicEntry[kSegmentSize], std::memory_order_release);
-  TopicEntry* e = &seg.load(std::memory_order_relaxed)[id & (kSegmentSize - 1)];
-  e->id = id;
-  e->hash = hash;
-  e->name = std::string(topic);
-  e->tokens = split_tokens(e->name);
+  std::atomic<Segment*>& seg = segments_[id >> kSegmentBits];
+  if (seg.load(std::memory_order_relaxed) == nullptr) seg.store(new Segment, std::memory_order_relaxed);
+  TopicName& t = seg.load(std::memory_order_relaxed)->cold[id & (kSegmentSize - 1)];
+  t.id = id;
+  t.hash = hash;
+  t.name = std::string(topic);
+  t.tokens = split_tokens(t.name);
   if ((names->count + 1) * 2 > names->mask + 1) {  // keep the load under 1/2
     auto bigger = std::make_unique<NameTable>((names->mask + 1) * 2);
     for (std::size_t i = 0; i <= names->mask; ++i) {
-      if (TopicEntry* old = names->slots[i].entry.load(std::memory_order_relaxed)) bigger->insert(old);
+      if (const TopicName* old = names->slots[i].topic.load(std::memory_order_relaxed)) bigger->insert(old);
     }
     names = bigger.get();
     name_tables_.push_back(std::move(bigger));
     names_.store(names, std::memory_order_release);
   }
-  names->insert(e);  // publishes the entry (release) after it is complete
   ++topic_count_;
+  // The id becomes readable before its name becomes findable, so whoever
+  // finds the name can use the id at once. Both stores release what is above.
+  published_.topics.store(topic_count_, std::memory_order_release);
+  names->insert(&t);
   return id;
 }
 
@@ -217,9 +250,9 @@ Result<TopicId> Router::intern_locked(std::string_view topic) {
 
 Result<SubscriptionId> Router::subscribe(std::string_view pattern, Subscriber s, std::string_view queue_group) {
   if (s.endpoint == nullptr) return unexpected(std::string("router: subscribe needs an endpoint (got none)"));
-  if (auto r = validate_pattern(pattern, limits_); !r) return unexpected(r.error());
+  if (auto r = validate_pattern(pattern, limits_); !r) return unexpected("router: " + r.error());
   if (!queue_group.empty()) {
-    if (auto r = validate_topic(queue_group, limits_); !r) return unexpected("queue group: " + r.error());
+    if (auto r = validate_topic(queue_group, limits_); !r) return unexpected("router: queue group: " + r.error());
   }
   MutexLock lock(mu_);
   auto sub = std::make_unique<Sub>(Sub{next_sub_, std::string(pattern), std::string(queue_group), s,
@@ -237,7 +270,7 @@ Result<SubscriptionId> Router::subscribe(std::string_view pattern, Subscriber s,
       n = next.get();
     }
     if (n != nullptr) n->here.push_back(sub.get());
-    wildcard_generation_.fetch_add(1, std::memory_order_acq_rel);
+    published_.wildcard_generation.fetch_add(1, std::memory_order_acq_rel);
   } else {
     auto topic = intern_locked(pattern);
     if (!topic) return unexpected(topic.error());
@@ -299,7 +332,7 @@ void Router::remove_locked(SubscriptionId id) {
         parent->children.erase(parent->children.find(token));
       }
     }
-    wildcard_generation_.fetch_add(1, std::memory_order_acq_rel);
+    published_.wildcard_generation.fetch_add(1, std::memory_order_acq_rel);
   } else {
     auto& list = exact_[sub->topic];
     std::erase(list, sub);
@@ -323,27 +356,32 @@ void match(const auto& node, const std::vector<std::string_view>& tokens, std::s
 }
 }  // namespace
 
-const Router::Resolved* Router::current(TopicEntry& e) {
-  const Resolved* r = e.resolved.load(std::memory_order_acquire);
-  if (r != nullptr && r->topic_version == e.version.load(std::memory_order_acquire) &&
-      r->wildcard_generation == wildcard_generation_.load(std::memory_order_acquire)) {
-    return r;
-  }
-  return rebuild(e);
+void Router::collect_locked(TopicId id, std::vector<Sub*>& out) const {
+  if (auto it = exact_.find(id); it != exact_.end()) out = it->second;
+  match(*wildcards_, name_of(id).tokens, 0, out);
 }
 
-const Router::Resolved* Router::rebuild(TopicEntry& e) {
+const Router::Resolved* Router::current(TopicId id, TopicEntry& e) {
+  const Resolved* r = e.resolved.load(std::memory_order_acquire);
+  if (config_.result_cache && r != nullptr && r->topic_version == e.version.load(std::memory_order_acquire) &&
+      r->wildcard_generation == published_.wildcard_generation.load(std::memory_order_acquire)) {
+    return r;
+  }
+  return rebuild(id, e);
+}
+
+const Router::Resolved* Router::rebuild(TopicId id, TopicEntry& e) {
   MutexLock lock(mu_);
   // Versions only change under mu_, so they are stable while we build.
   const std::uint64_t tv = e.version.load(std::memory_order_relaxed);
-  const std::uint64_t wg = wildcard_generation_.load(std::memory_order_relaxed);
+  const std::uint64_t wg = published_.wildcard_generation.load(std::memory_order_relaxed);
   const Resolved* old = e.resolved.load(std::memory_order_relaxed);
-  if (old != nullptr && old->topic_version == tv && old->wildcard_generation == wg) return old;  // done meanwhile
+  if (config_.result_cache && old != nullptr && old->topic_version == tv && old->wildcard_generation == wg) {
+    return old;  // another publisher rebuilt it meanwhile
+  }
 
   std::vector<Sub*> subs;
-  if (auto it = exact_.find(e.id); it != exact_.end()) subs = it->second;
-  match(*wildcards_, e.tokens, 0, subs);
-
+  collect_locked(id, subs);
   std::vector<Subscriber> plain;
   std::vector<Sub*> grouped;
   for (Sub* s : subs) {
@@ -353,6 +391,8 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
       grouped.push_back(s);
     }
   }
+  // Set semantics: a subscriber matched by several of its plain subscriptions
+  // appears once; likewise once per group.
   std::sort(plain.begin(), plain.end());
   plain.erase(std::unique(plain.begin(), plain.end()), plain.end());
   std::unique_ptr<Resolved, void (*)(const Resolved*)> r(Resolved::make(plain), Resolved::destroy);
@@ -361,7 +401,7 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
   std::sort(grouped.begin(), grouped.end(), [](const Sub* a, const Sub* b) {
     return a->group != b->group ? a->group < b->group : a->who < b->who;
   });
-  std::size_t groups = 0;
+  std::uint32_t groups = 0;
   for (std::size_t i = 0; i < grouped.size(); ++i) groups += i == 0 || grouped[i]->group != grouped[i - 1]->group;
   r->groups = std::make_unique<Resolved::Group[]>(groups);
   r->group_count = groups;
@@ -371,11 +411,22 @@ const Router::Resolved* Router::rebuild(TopicEntry& e) {
     auto& members = r->groups[g].members;
     if (members.empty() || members.back() != grouped[i]->who) members.push_back(grouped[i]->who);
   }
+  // A fresh cursor would restart every group at its first member; under
+  // subscription churn that member would get more than its share.
+  for (std::uint32_t i = 0; i < groups; ++i) {
+    r->groups[i].next.store(static_cast<std::uint32_t>((tv + wg) * 0x9e3779b9u), std::memory_order_relaxed);
+  }
 
   const Resolved* fresh = r.release();
   e.resolved.store(fresh, std::memory_order_release);
   if (old != nullptr) EpochDomain::global().retire([old] { Resolved::destroy(old); });
   return fresh;
+}
+
+std::size_t Router::receivers(TopicId topic) noexcept {
+  EpochDomain::Guard guard(EpochDomain::global());
+  TopicEntry* e = entry(topic);
+  return e == nullptr ? 0 : current(topic, *e)->receivers();
 }
 
 // -- publishing ---
@@ -385,7 +436,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
   {
     EpochDomain::Guard guard(EpochDomain::global());
     if (TopicEntry* e = entry(topic)) {
-      const Resolved* r = current(*e);
+      const Resolved* r = current(topic, *e);
       Delivery d{0, topic, options.kind, options.sender, options.request_id, payload};
       auto send = [&](Subscriber s) {
         d.address = s.address;
@@ -396,7 +447,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
         }
       };
       for (Subscriber s : r->plain()) send(s);
-      for (std::size_t i = 0; i < r->group_count; ++i) {
+      for (std::uint32_t i = 0; i < r->group_count; ++i) {
         const Resolved::Group& g = r->groups[i];
         const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
         std::size_t pick = turn % g.members.size();
@@ -415,47 +466,67 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
         send(g.members[pick]);
       }
     }
+    res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
+
+    // Count in this thread's shard (see Shard), still inside the guard: the
+    // slot index is ours until the thread exits.
+    const unsigned slot = guard.slot_index();
+    Shard& sh = shards_[slot < kShards ? slot : kShards];
+    auto add = [shared = slot >= kShards](std::atomic<std::uint64_t>& c, std::uint64_t n) {
+      if (shared) {
+        c.fetch_add(n, std::memory_order_relaxed);
+      } else {
+        c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+      }
+    };
+    add(sh.published, 1);
+    add(sh.delivered, res.delivered);
+    if (res.no_subscriber || res.mailbox_full != 0 || res.dead != 0) [[unlikely]] {
+      add(sh.dead_letters[static_cast<int>(DeadLetter::no_subscriber)], res.no_subscriber ? 1 : 0);
+      add(sh.dead_letters[static_cast<int>(DeadLetter::mailbox_full)], res.mailbox_full);
+      add(sh.dead_letters[static_cast<int>(DeadLetter::dead_agent)], res.dead);
+    }
   }
-  res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
-  if (res.no_subscriber) {
-    dead_letters_[static_cast<int>(DeadLetter::no_subscriber)].fetch_add(1, std::memory_order_relaxed);
+  if (config_.dead_letter_topic && (res.no_subscriber || res.mailbox_full != 0 || res.dead != 0)) [[unlikely]] {
+    if (republish_dead(topic, payload, options)) republished_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (res.mailbox_full != 0) {
-    dead_letters_[static_cast<int>(DeadLetter::mailbox_full)].fetch_add(res.mailbox_full, std::memory_order_relaxed);
-  }
-  if (res.dead != 0) {
-    dead_letters_[static_cast<int>(DeadLetter::dead_agent)].fetch_add(res.dead, std::memory_order_relaxed);
-  }
-  if (config_.dead_letter_topic && res.delivered == 0) republish_dead(topic, payload, options);
   return res;
 }
 
-// Sends an undelivered message on "$dead.<topic>", once. Dead letters of
-// dead letters are not republished (no loops) and not counted again.
-void Router::republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept {
-  std::string_view name = topic_name(topic);
-  if (name.empty() || name.starts_with("$dead.")) return;
-  try {
-    auto dead = intern("$dead." + std::string(name));
-    if (!dead) return;  // over the length or token limit: counted above, not republished
-    EpochDomain::Guard guard(EpochDomain::global());
-    const Resolved* r = current(*entry(*dead));
-    Delivery d{0, *dead, options.kind, options.sender, options.request_id, payload};
-    bool any = false;
-    for (Subscriber s : r->plain()) {
-      d.address = s.address;
-      any |= s.endpoint->deliver(d) == DeliverStatus::ok;
+// Sends a message that missed a receiver on "$dead.<topic>", once per
+// publish however many receivers it missed. Dead letters of dead letters are
+// not republished (no loops) and a dead letter that nobody takes is not
+// counted again. True if a receiver took it.
+bool Router::republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept {
+  if (entry(topic) == nullptr) return false;
+  TopicName& t = name_of(topic);
+  if (t.name.starts_with("$dead.")) return false;
+  TopicId dead = t.dead_topic.load(std::memory_order_acquire);
+  if (dead == TopicName::kNone) {
+    try {
+      auto id = intern("$dead." + t.name);
+      if (!id) return false;  // over the length or token limit: counted, not republished
+      dead = *id;
+      t.dead_topic.store(dead, std::memory_order_release);  // later dead letters skip the string
+    } catch (...) {
+      return false;  // out of memory while interning: counted, not republished
     }
-    for (std::size_t i = 0; i < r->group_count; ++i) {
-      const Resolved::Group& g = r->groups[i];
-      Subscriber s = g.members[g.next.fetch_add(1, std::memory_order_relaxed) % g.members.size()];
-      d.address = s.address;
-      any |= s.endpoint->deliver(d) == DeliverStatus::ok;
-    }
-    if (any) republished_.fetch_add(1, std::memory_order_relaxed);
-  } catch (...) {
-    // Out of memory while interning: the dead letter stays counted, not republished.
   }
+  EpochDomain::Guard guard(EpochDomain::global());
+  const Resolved* r = current(dead, *entry(dead));
+  Delivery d{0, dead, options.kind, options.sender, options.request_id, payload};
+  bool any = false;
+  for (Subscriber s : r->plain()) {
+    d.address = s.address;
+    any |= s.endpoint->deliver(d) == DeliverStatus::ok;
+  }
+  for (std::uint32_t i = 0; i < r->group_count; ++i) {
+    const Resolved::Group& g = r->groups[i];
+    Subscriber s = g.members[g.next.fetch_add(1, std::memory_order_relaxed) % g.members.size()];
+    d.address = s.address;
+    any |= s.endpoint->deliver(d) == DeliverStatus::ok;
+  }
+  return any;
 }
 
 Result<PublishResult> Router::publish(std::string_view topic, const Payload& payload, PublishOptions options) {
@@ -464,14 +535,67 @@ Result<PublishResult> Router::publish(std::string_view topic, const Payload& pay
   return publish(*id, payload, options);
 }
 
+// -- observability ---
+
 RouterStats Router::stats() const {
   RouterStats s;
-  for (int i = 0; i < kDeadLetterReasons; ++i) s.dead_letters[i] = dead_letters_[i].load(std::memory_order_relaxed);
+  for (unsigned i = 0; i <= kShards; ++i) {
+    const Shard& sh = shards_[i];
+    s.published += sh.published.load(std::memory_order_relaxed);
+    s.delivered += sh.delivered.load(std::memory_order_relaxed);
+    for (int k = 0; k < kDeadLetterReasons; ++k) s.dead_letters[k] += sh.dead_letters[k].load(std::memory_order_relaxed);
+  }
   s.republished = republished_.load(std::memory_order_relaxed);
   MutexLock lock(mu_);
   s.subscriptions = subs_.size();
   s.topics = topic_count_;
   return s;
+}
+
+std::vector<TopicSummary> Router::top_topics(std::size_t limit) const {
+  std::vector<TopicSummary> out;
+  if (limit == 0) return out;
+  MutexLock lock(mu_);
+  const std::uint64_t wg = published_.wildcard_generation.load(std::memory_order_relaxed);
+  std::vector<Sub*> subs;
+  std::vector<Subscriber> plain;
+  std::vector<std::string_view> groups;
+  for (TopicId id = 0; id < topic_count_; ++id) {
+    TopicSummary line{id, {}, 0, 0};
+    const TopicEntry& e = segments_[id >> kSegmentBits].load(std::memory_order_relaxed)->hot[id & (kSegmentSize - 1)];
+    // Under mu_ the current set cannot be retired, so it can be read.
+    const Resolved* r = e.resolved.load(std::memory_order_relaxed);
+    if (r != nullptr && r->topic_version == e.version.load(std::memory_order_relaxed) && r->wildcard_generation == wg) {
+      line.subscribers = r->plain_count;
+      line.queue_groups = r->group_count;
+    } else {
+      subs.clear();
+      plain.clear();
+      groups.clear();
+      collect_locked(id, subs);
+      for (const Sub* sub : subs) {
+        if (sub->group.empty()) {
+          plain.push_back(sub->who);
+        } else {
+          groups.push_back(sub->group);
+        }
+      }
+      std::sort(plain.begin(), plain.end());
+      std::sort(groups.begin(), groups.end());
+      line.subscribers = static_cast<std::uint32_t>(std::unique(plain.begin(), plain.end()) - plain.begin());
+      line.queue_groups = static_cast<std::uint32_t>(std::unique(groups.begin(), groups.end()) - groups.begin());
+    }
+    out.push_back(std::move(line));
+  }
+  auto more = [](const TopicSummary& a, const TopicSummary& b) {
+    std::uint64_t ra = std::uint64_t{a.subscribers} + a.queue_groups, rb = std::uint64_t{b.subscribers} + b.queue_groups;
+    return ra != rb ? ra > rb : a.id < b.id;
+  };
+  const std::size_t n = std::min(limit, out.size());
+  std::partial_sort(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(n), out.end(), more);
+  out.resize(n);
+  for (TopicSummary& line : out) line.name = name_of(line.id).name;
+  return out;
 }
 
 }  // namespace swarm::router

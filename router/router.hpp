@@ -11,11 +11,11 @@
 //   r.publish(t, Payload::of(order));          // by id: no hashing
 //
 // Read path (publish): lock-free. Topics are interned once; each topic caches
-// its resolved subscriber set (flat arrays), checked against two versions —
+// its resolved subscriber set (one flat block), checked against two versions —
 // the topic's own (bumped by exact subscriptions to it) and the wildcard
 // generation (bumped by any wildcard subscription). A stale set is rebuilt
 // under the writers' mutex; old sets are freed by epoch-based reclamation.
-// Thread-safe: every member may be called from any thread.
+// Thread-safe: every member may be called from any thread, concurrently.
 
 #include <atomic>
 #include <cstdint>
@@ -76,6 +76,10 @@ struct RouterConfig {
   std::size_t max_topics = 1'000'000;  // interned topics are kept for the router's life
   GroupPolicy group_policy = GroupPolicy::round_robin;
   bool dead_letter_topic = false;  // republish undelivered messages on "$dead.<topic>"
+  // Cache each topic's resolved subscriber set (on by default). Off: every
+  // publish resolves under the writers' mutex and allocates — the plain
+  // version, kept for benchmarks and tests of the cache.
+  bool result_cache = true;
   /// OK, or an error naming the field and the allowed values.
   Result<void> validate() const;
 };
@@ -98,13 +102,23 @@ enum class DeadLetter : std::uint8_t { no_subscriber, mailbox_full, dead_agent }
 inline constexpr int kDeadLetterReasons = 3;
 std::string_view to_string(DeadLetter r);
 
-// Publish and delivery totals are counted by the caller (the runtime), so the
-// read path writes no shared counter; only failures are counted here.
+/// Totals since construction. The hot-path counters are per-thread shards
+/// summed here, so a publish writes no shared cache line.
 struct RouterStats {
-  std::uint64_t dead_letters[kDeadLetterReasons] = {};
-  std::uint64_t republished = 0;  // dead letters sent on "$dead.<topic>"
+  std::uint64_t published = 0;  // publish() calls (by id or name), republished dead letters excluded
+  std::uint64_t delivered = 0;  // deliveries an endpoint accepted (DeliverStatus::ok)
+  std::uint64_t dead_letters[kDeadLetterReasons] = {};  // indexed by DeadLetter
+  std::uint64_t republished = 0;  // dead letters delivered on "$dead.<topic>"
   std::uint64_t subscriptions = 0;
-  std::uint64_t topics = 0;
+  std::uint64_t topics = 0;  // interned
+};
+
+/// One line of the /debug/topics page.
+struct TopicSummary {
+  TopicId id = 0;
+  std::string name;
+  std::uint32_t subscribers = 0;  // distinct plain subscribers a publish reaches
+  std::uint32_t queue_groups = 0;  // matching queue groups (one delivery each)
 };
 
 class Router {
@@ -125,19 +139,39 @@ class Router {
   /// Removes every subscription of `s` (e.g. when an agent exits); how many.
   std::size_t unsubscribe_all(Subscriber s);
 
-  /// Delivers to every matching subscriber once and to one member of each
-  /// matching queue group. An unknown id counts as no_subscriber.
+  // -- hot path ---
+
+  /// Delivers to every matching plain subscriber once and to one member of
+  /// each matching queue group, passing the same `payload` to each. Never
+  /// locks while the topic's cached set is current. An unknown id counts as
+  /// no_subscriber.
   PublishResult publish(TopicId topic, const Payload& payload, PublishOptions options = {}) noexcept;
+  /// The same by name: interns (validates) `topic` first; errors are those of intern().
   Result<PublishResult> publish(std::string_view topic, const Payload& payload, PublishOptions options = {});
 
+  /// How many deliveries a publish to `topic` would make now: plain
+  /// subscribers plus one per queue group (0 for an unknown id). Resolves
+  /// exactly as publish() does, without delivering.
+  std::size_t receivers(TopicId topic) noexcept;
+
+  // -- observability ---
+
   RouterStats stats() const;
+  /// Up to `limit` topics with the most receivers, most first (ties by id),
+  /// for /debug/topics. Takes the writers' mutex; O(topics) when the cached
+  /// sets are current, plus a trie walk for each stale one.
+  std::vector<TopicSummary> top_topics(std::size_t limit = 100) const;
   const RouterConfig& config() const noexcept { return config_; }
 
  private:
   struct Resolved;
   struct TopicEntry;
+  struct TopicName;
+  struct Segment;
   struct Sub;
   struct TrieNode;
+  struct NameTable;
+  struct Shard;
   struct SubscriberHash {
     std::size_t operator()(Subscriber s) const noexcept;
   };
@@ -146,31 +180,39 @@ class Router {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
 
-  static constexpr unsigned kSegmentBits = 12;
+  static constexpr unsigned kSegmentBits = 12;  // 4,096 topics per segment
+  static constexpr unsigned kShards = 64;       // counter shards, by epoch slot; the rest share one
 
   TopicEntry* entry(TopicId id) const noexcept;
-  const Resolved* current(TopicEntry& e);
-  const Resolved* rebuild(TopicEntry& e);
+  TopicName& name_of(TopicId id) const noexcept;  // REQUIRES: id < topics interned
+  const Resolved* current(TopicId id, TopicEntry& e);
+  const Resolved* rebuild(TopicId id, TopicEntry& e);
   Result<TopicId> intern_locked(std::string_view topic) SWARM_REQUIRES(mu_);
   void remove_locked(SubscriptionId id) SWARM_REQUIRES(mu_);
-  void republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept;
+  void collect_locked(TopicId id, std::vector<Sub*>& out) const SWARM_REQUIRES(mu_);
+  bool republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept;
 
+  // -- constant after construction ---
   const RouterConfig config_;
   const TopicLimits limits_;
+  const std::size_t segment_count_;                    // enough for max_topics
+  std::unique_ptr<std::atomic<Segment*>[]> segments_;  // allocated on first use, never moved
+  std::unique_ptr<Shard[]> shards_;                    // kShards + 1 (the shared overflow shard)
 
-  // -- read path: lock-free ---
-  const std::size_t segment_count_;                       // enough for max_topics
-  std::unique_ptr<std::atomic<TopicEntry*>[]> segments_;  // each: 4,096 entries, allocated on first use
-  std::atomic<std::uint64_t> wildcard_generation_{1};
-  std::atomic<std::uint64_t> republished_{0};
-  std::atomic<std::uint64_t> dead_letters_[kDeadLetterReasons] = {};
+  // -- written under mu_, read lock-free (one cache line: rarely written) ---
+  struct alignas(64) Versions {
+    std::atomic<std::uint32_t> topics{0};                // ids below are complete and readable
+    std::atomic<std::uint64_t> wildcard_generation{1};  // bumped by every wildcard (un)subscribe
+  } published_;
   // Name -> id: an insert-only open-addressing table; readers probe without
   // locks; a full table is replaced by a bigger one (old ones kept: their sum
   // is less than the newest).
-  struct NameTable;
   std::atomic<NameTable*> names_;
 
-  // -- writers ---
+  // -- own synchronization ---
+  std::atomic<std::uint64_t> republished_{0};
+
+  // -- guarded by mu_ ---
   mutable Mutex mu_;
   std::vector<std::unique_ptr<NameTable>> name_tables_ SWARM_GUARDED_BY(mu_);
   std::uint32_t topic_count_ SWARM_GUARDED_BY(mu_) = 0;

@@ -10,10 +10,11 @@ namespace swarm::router::detail {
 
 // The calling thread's slot in the global domain; returned at thread exit.
 struct ThreadSlot {
-  std::atomic<std::uint64_t>* slot = nullptr;
+  static constexpr unsigned kNone = ~0u;
+  unsigned index = kNone;
   unsigned depth = 0;
   ~ThreadSlot() {
-    if (slot != nullptr) EpochDomain::global().release_slot(slot);
+    if (index != kNone) EpochDomain::global().release_slot(index);
   }
 };
 
@@ -43,7 +44,7 @@ EpochDomain::~EpochDomain() {
   for (Retired& r : retired_) r.free();
 }
 
-std::atomic<std::uint64_t>* EpochDomain::acquire_slot() {
+unsigned EpochDomain::acquire_slot() {
   for (unsigned i = 0; i < kMaxThreads; ++i) {
     bool expected = false;
     if (!slots_[i].taken.load(std::memory_order_relaxed) &&
@@ -51,22 +52,24 @@ std::atomic<std::uint64_t>* EpochDomain::acquire_slot() {
       unsigned used = slots_used_.load(std::memory_order_relaxed);
       while (used < i + 1 && !slots_used_.compare_exchange_weak(used, i + 1, std::memory_order_acq_rel)) {
       }
-      return &slots_[i].epoch;
+      return i;
     }
   }
   throw std::runtime_error("router: more than 1024 threads reading topics at once");
 }
 
-void EpochDomain::release_slot(std::atomic<std::uint64_t>* s) noexcept {
-  s->store(0, std::memory_order_release);
-  Slot* slot = reinterpret_cast<Slot*>(reinterpret_cast<char*>(s) - offsetof(Slot, epoch));
-  slot->taken.store(false, std::memory_order_release);
+void EpochDomain::release_slot(unsigned index) noexcept {
+  slots_[index].epoch.store(0, std::memory_order_release);
+  // Release: whatever the old owner wrote under this index happens before the
+  // next owner's acquire_slot() (its CAS is acq_rel).
+  slots_[index].taken.store(false, std::memory_order_release);
 }
 
 EpochDomain::Guard::Guard(EpochDomain& d) noexcept {
   ThreadSlot& t = tls_slot;
-  if (t.slot == nullptr) t.slot = d.acquire_slot();
-  slot_ = t.slot;
+  if (t.index == ThreadSlot::kNone) t.index = d.acquire_slot();
+  index_ = t.index;
+  slot_ = &d.slots_[index_].epoch;
   outer_ = t.depth++ == 0;
   if (!outer_) return;
   const std::uint64_t e = d.epoch_.load(std::memory_order_acquire);

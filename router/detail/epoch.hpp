@@ -37,9 +37,13 @@ class EpochDomain {
     ~Guard();
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
+    /// The calling thread's slot, unique among live threads (< kMaxThreads):
+    /// callers may key per-thread data on it for as long as the guard lives.
+    unsigned slot_index() const noexcept { return index_; }
 
    private:
     std::atomic<std::uint64_t>* slot_;
+    unsigned index_;
     bool outer_;  // nested guards on one thread: only the outermost announces
   };
 
@@ -64,8 +68,8 @@ class EpochDomain {
   };
   friend struct ThreadSlot;
 
-  std::atomic<std::uint64_t>* acquire_slot();
-  void release_slot(std::atomic<std::uint64_t>* s) noexcept;
+  unsigned acquire_slot();
+  void release_slot(unsigned index) noexcept;
   std::uint64_t oldest_reader() const noexcept;
 
   const bool asymmetric_;
