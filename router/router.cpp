@@ -63,6 +63,7 @@ struct Router::TrieNode {
 // the topic's entry, this block, and the endpoints.
 struct Router::Resolved {
   struct Group {
+    std::string name;
     std::vector<Subscriber> members;
     mutable std::atomic<std::uint32_t> next{0};  // round robin cursor
   };
@@ -408,13 +409,20 @@ const Router::Resolved* Router::rebuild(TopicId id, TopicEntry& e) {
   std::size_t g = 0;
   for (std::size_t i = 0; i < grouped.size(); ++i) {
     if (i > 0 && grouped[i]->group != grouped[i - 1]->group) ++g;
+    if (r->groups[g].name.empty()) r->groups[g].name = grouped[i]->group;
     auto& members = r->groups[g].members;
     if (members.empty() || members.back() != grouped[i]->who) members.push_back(grouped[i]->who);
   }
-  // A fresh cursor would restart every group at its first member; under
-  // subscription churn that member would get more than its share.
-  for (std::uint32_t i = 0; i < groups; ++i) {
-    r->groups[i].next.store(static_cast<std::uint32_t>((tv + wg) * 0x9e3779b9u), std::memory_order_relaxed);
+  // Each group's cursor carries over from the set this one replaces: a fresh
+  // cursor would restart at the first member, which under subscription churn
+  // (or with the cache off) would get more than its share. Both are sorted by name.
+  if (old != nullptr) {
+    for (std::uint32_t i = 0, j = 0; i < groups && j < old->group_count;) {
+      const int c = r->groups[i].name.compare(old->groups[j].name);
+      if (c == 0) r->groups[i].next.store(old->groups[j].next.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      i += c <= 0;
+      j += c >= 0;
+    }
   }
 
   const Resolved* fresh = r.release();
