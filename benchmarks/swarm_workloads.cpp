@@ -225,8 +225,7 @@ RunResult swarm_w3(const WorkloadParams& p) {
 
 RunResult swarm_w4(const WorkloadParams& p) {
   const std::vector<std::uint32_t> topics = random_topics(many_topics_messages(p), kManyTopics);
-  std::vector<std::uint64_t> expect(kManyTopics, 0);
-  for (std::uint32_t t : topics) ++expect[t];
+  const std::vector<std::uint64_t> expect = count_per_topic(topics, kManyTopics);
   std::vector<std::string> names;
   for (std::uint32_t t = 0; t < kManyTopics; ++t) names.push_back("topic." + std::to_string(t));
   RuntimeConfig c = config_for(p);

@@ -27,6 +27,12 @@ std::vector<std::uint32_t> random_topics(std::uint64_t n, std::uint32_t topics) 
   return out;
 }
 
+std::vector<std::uint64_t> count_per_topic(const std::vector<std::uint32_t>& sequence, std::uint32_t topics) {
+  std::vector<std::uint64_t> counts(topics, 0);
+  for (std::uint32_t t : sequence) ++counts[t];
+  return counts;
+}
+
 std::uint64_t resident_bytes() {
   // statm: size resident shared text lib data dt, in pages.
   std::ifstream statm("/proc/self/statm");

@@ -91,6 +91,8 @@ inline constexpr std::uint64_t kPublishChunk = 1'000;  // publishes per handler 
 
 /// W4's random topic sequence (fixed seed, so every runtime publishes the same).
 std::vector<std::uint32_t> random_topics(std::uint64_t n, std::uint32_t topics);
+/// How many of `sequence` go to each of `topics` topics.
+std::vector<std::uint64_t> count_per_topic(const std::vector<std::uint32_t>& sequence, std::uint32_t topics);
 
 // Resident set size of this process in bytes (from /proc/self/statm).
 std::uint64_t resident_bytes();

@@ -207,8 +207,7 @@ RunResult caf_w3(const WorkloadParams& p) {
 
 RunResult caf_w4(const WorkloadParams& p) {
   const std::vector<std::uint32_t> topics = random_topics(many_topics_messages(p), kManyTopics);
-  std::vector<std::uint64_t> expect(kManyTopics, 0);
-  for (std::uint32_t t : topics) ++expect[t];
+  const std::vector<std::uint64_t> expect = count_per_topic(topics, kManyTopics);
   Config cfg(p);
   caf::actor_system sys{cfg};
   std::vector<caf::group> groups;
