@@ -214,7 +214,9 @@ SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
       detail::free_envelope(e);
       return SendResult::dead_agent;
     }
-    if (bounded && ctl::count(c) >= slot->capacity.load(std::memory_order_relaxed)) {
+    const std::uint64_t reserved = ctl::count(c);
+    const std::uint64_t queued = reserved - std::min<std::uint64_t>(reserved, slot->handled.load(std::memory_order_relaxed));
+    if (bounded && queued >= slot->capacity.load(std::memory_order_relaxed)) {
       const OverflowPolicy policy = slot->overflow.load(std::memory_order_relaxed);
       if (policy != OverflowPolicy::drop_oldest) {
         count_drop(DropReason::mailbox_full);
@@ -329,10 +331,14 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
     if (e == nullptr) break;  // empty, or a sender is mid-push (count says so)
     ++processed;
     dispatch(agent, e);
+    slot.handled.store(processed, std::memory_order_relaxed);
     if (core.exiting) break;
   }
   worker.stats.add(worker.stats.activations);
   worker.stats.add(worker.stats.messages, processed);
+  // Before the subtraction (whose release publishes it): a sender may briefly
+  // count handled messages as queued, never the other way round.
+  slot.handled.store(0, std::memory_order_relaxed);
   if (core.exiting) {
     finish_exit(agent, processed);
     return false;

@@ -134,6 +134,37 @@ TEST(Mailbox, RejectPolicyTellsTheSenderAndCountsTheDrop) {
   EXPECT_TRUE(eventually([&] { return handled == 4; }));
 }
 
+// Sends itself the next step from each handler: never more than one queued.
+class Looper : public Agent {
+ public:
+  Looper(int steps, std::atomic<int>& refused, std::atomic<bool>& done) : steps_(steps), refused_(refused), done_(done) {}
+  void on_message(Message& m) override {
+    int step = m.as<int>();
+    if (step == steps_) {
+      done_ = true;
+      return;
+    }
+    if (send(self(), step + 1) != SendResult::ok) refused_.fetch_add(1);
+  }
+
+ private:
+  int steps_;
+  std::atomic<int>& refused_;
+  std::atomic<bool>& done_;
+};
+
+TEST(Mailbox, MessagesAlreadyHandledInAnActivationDoNotCountAgainstCapacity) {
+  RuntimeConfig c;
+  c.default_mailbox.capacity = 4;  // far below the throughput budget (64)
+  Runtime rt(c);
+  std::atomic<int> refused{0};
+  std::atomic<bool> done{false};
+  rt.send(rt.spawn<Looper>(1000, refused, done), 0);
+  ASSERT_TRUE(eventually([&] { return done.load() || refused.load() != 0; }));
+  EXPECT_EQ(refused.load(), 0);
+  EXPECT_TRUE(done.load());
+}
+
 TEST(Mailbox, DropNewestDropsTheNewMessage) {
   Runtime rt(with_blocker_mailbox(OverflowPolicy::drop_newest));
   std::atomic<bool> release{false};

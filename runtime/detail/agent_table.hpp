@@ -41,6 +41,10 @@ struct Slot {
   std::atomic<Agent*> agent{nullptr};
   // Mailbox bound of the occupant; written before ctl opens the slot.
   std::atomic<std::uint32_t> capacity{0};
+  // Messages the running activation has handled but not yet subtracted from
+  // ctl's count (it subtracts once, at the end): senders leave them out when
+  // checking capacity, so an agent that sends to itself is not refused.
+  std::atomic<std::uint32_t> handled{0};
   std::atomic<OverflowPolicy> overflow{OverflowPolicy::reject};
   // Set when the occupant may hold topic subscriptions, so an exit without
   // any skips the router. Stays in the slot (stable memory) across reuse.
