@@ -11,9 +11,9 @@
 // timer on the thread's CPU-time clock sends it SIGPROF every 1/frequency of
 // CPU time it uses, so idle threads cost nothing and get no samples. The
 // handler walks frame pointers, reading each frame with process_vm_readv (or a
-// pipe write where seccomp forbids that) so a
-// bad pointer cannot crash it, and stores the program counters in a lock-free
-// ring that the profiling thread drains. Afterwards each address is named
+// pipe write where seccomp forbids that) so a bad pointer cannot crash it, and
+// stores the program counters in a lock-free ring that the profiling thread
+// drains. Afterwards each address is named
 // through libdw (which also knows static functions), else dladdr, else
 // "module+0xoffset", and demangled.
 //
