@@ -146,7 +146,11 @@ std::string summary_json(const Summary& s) {
   if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
   j["workers"] = s.params.workers;
   j["scale"] = s.params.scale;
-  if (s.runtime == "swarm") j["pooling"] = to_string(s.params.pooling);
+  if (s.runtime == "swarm") {
+    j["pooling"] = to_string(s.params.pooling);
+    j["telemetry"] = s.params.telemetry ? "on" : "off";
+    j["profile_hz"] = s.params.profile_hz;
+  }
   j["seconds"] = seconds;
   j["checksums"] = checksums;
   return j.dump();
@@ -237,7 +241,9 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
                                    "--runtime",   std::string(runtime), "--workers",
                                    std::to_string(params.workers),      "--scale",
                                    std::to_string(params.scale),        "--pooling",
-                                   std::string(to_string(params.pooling))};
+                                   std::string(to_string(params.pooling)), "--telemetry",
+                                   params.telemetry ? "on" : "off",     "--profile-hz",
+                                   std::to_string(params.profile_hz)};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -52,6 +52,14 @@ int main(int argc, char** argv) {
   app.add_option("--pooling", pooling, "Swarm's per-type agent pools: on, off, or the runtime's default")
       ->check(CLI::IsMember({"on", "off", "default"}))
       ->capture_default_str();
+  std::string telemetry = "on";
+  app.add_option("--telemetry", telemetry, "Swarm's metrics and latency sampling: on or off (for overhead figures)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--profile-hz", params.profile_hz,
+                 "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
+      ->check(CLI::Range(0, 1000))
+      ->capture_default_str();
   // Internal: one run in this process, its RunResult as a JSON line on stdout.
   app.add_flag("--child", child)->group("");
   app.footer(workload_help());
@@ -64,6 +72,7 @@ int main(int argc, char** argv) {
     std::cerr << "swarm-bench: " << e.what() << " (see --help)\n";
     return kBadInput;
   }
+  params.telemetry = telemetry == "on";
   if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 
   auto workload = find_workload(workload_id);

@@ -23,6 +23,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   RuntimeConfig c;
   if (p.workers != 0) c.workers = p.workers;
   if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
+  c.telemetry.enabled = p.telemetry;
   return c;
 }
 

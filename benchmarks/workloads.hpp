@@ -18,6 +18,8 @@ struct WorkloadParams {
   unsigned workers = 0;     // worker threads; 0 = hardware cores
   std::uint64_t scale = 0;  // 0 = the standard size (W1 100k agents, W2 1M msgs, ...)
   enum class Pooling { runtime_default, on, off } pooling = Pooling::runtime_default;  // Swarm's agent pools
+  bool telemetry = true;  // Swarm's metrics and latency sampling (off: for overhead figures)
+  int profile_hz = 0;     // > 0: the built-in CPU profiler samples at this rate during the run
 };
 
 std::string_view to_string(WorkloadParams::Pooling);

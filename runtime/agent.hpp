@@ -71,6 +71,7 @@ struct AgentExtras {
   struct PendingAsk {
     AskCallback callback;
     TimerId timer;
+    std::uint64_t started_ns = 0;  // for the ask round-trip histogram
   };
   ExitReason exit;
   std::unordered_map<std::uint64_t, PendingAsk> asks;
@@ -87,6 +88,7 @@ struct AgentCore {
   std::atomic<bool> pop_lock{false};  // drop_oldest only: serializes pops with evicting senders
   bool supervises = false;     // agents it spawns get it as parent
   bool exiting = false;
+  std::uint32_t path = 0;      // telemetry: supervisor-path id (0: top level)
   std::uint64_t next_request_id = 0;
   std::unique_ptr<AgentExtras> extras;
 };

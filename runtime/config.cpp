@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "metrics/admin_server.hpp"
+
 namespace swarm {
 
 std::string_view to_string(OverflowPolicy p) {
@@ -59,6 +61,25 @@ Result<void> RuntimeConfig::validate() const {
     return unexpected(std::string("runtime: shutdown_timeout is negative (allowed: 0 ms or more)"));
   }
   if (auto r = router.validate(); !r) return unexpected("runtime: " + r.error());
+  const TelemetryConfig& t = telemetry;
+  if (t.sample_every == 0 || t.sample_every > 65536) {
+    return unexpected("runtime: telemetry.sample_every = " + std::to_string(t.sample_every) +
+                      " is out of range (allowed: 1..65536; 1 times every message)");
+  }
+  if (t.slow_consumers > 1000) {
+    return unexpected("runtime: telemetry.slow_consumers = " + std::to_string(t.slow_consumers) +
+                      " is out of range (allowed: 0..1000)");
+  }
+  if (t.max_series < 100) {
+    return unexpected("runtime: telemetry.max_series = " + std::to_string(t.max_series) +
+                      " is too small (allowed: 100 or more)");
+  }
+  if (t.slow_handler_threshold.count() < 0) {
+    return unexpected(std::string("runtime: telemetry.slow_handler_threshold is negative (allowed: 0 = off, or more)"));
+  }
+  if (!t.admin.empty()) {
+    if (auto a = metrics::parse_admin_address(t.admin); !a) return unexpected("runtime: telemetry.admin: " + a.error());
+  }
   return {};
 }
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -35,6 +36,35 @@ enum class ShutdownPolicy : std::uint8_t {
   discard,  // drop queued messages (counted as dead_agent) and stop at once
 };
 
+/// A handler that has run longer than TelemetryConfig::slow_handler_threshold.
+struct SlowHandler {
+  std::uint64_t agent_bits = 0;  // AgentRef::bits() of the agent
+  std::string type;              // its agent type
+  unsigned worker = 0;           // the worker running it
+  std::chrono::nanoseconds running_for{0};  // at least this long so far (still running)
+};
+
+/// Metrics, latency histograms, slow-consumer tracking and the admin port.
+struct TelemetryConfig {
+  /// Off: no hot-path instrument is touched (counters the runtime keeps for
+  /// itself still are); /metrics then shows those alone. For overhead benchmarks.
+  bool enabled = true;
+  /// 1 in N messages, spawns and publishes is timed (queueing delay, handler
+  /// duration, spawn, fan-out); 1..65536. Counts come from counters, not samples.
+  std::uint32_t sample_every = 16;
+  /// Agents named in the slow-consumer top-N (by mailbox depth and by queueing delay); 0..1000.
+  std::uint32_t slow_consumers = 10;
+  /// Hard cap on exported series; what it cuts is counted.
+  std::size_t max_series = 10000;
+  /// A handler running longer than this is reported once (log line, counter,
+  /// callback); 0 turns the watchdog off.
+  std::chrono::milliseconds slow_handler_threshold{1000};
+  /// Called on the watchdog thread, while the slow handler still runs.
+  std::function<void(const SlowHandler&)> on_slow_handler;
+  /// Admin HTTP address "HOST:PORT" (":PORT" = 127.0.0.1); empty: no admin port.
+  std::string admin;
+};
+
 struct RuntimeConfig {
   /// Never more worker threads than this, whatever the configuration or load.
   static constexpr unsigned kMaxWorkers = 256;
@@ -48,6 +78,7 @@ struct RuntimeConfig {
   std::chrono::milliseconds timer_tick{1};
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
+  TelemetryConfig telemetry{};
 
   /// OK, or an error that names the first bad field and its allowed values.
   Result<void> validate() const;

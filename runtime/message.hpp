@@ -104,6 +104,7 @@ struct Node {
 /// A message in flight: a queue node plus the message.
 struct Envelope : Node {
   Message msg;
+  std::uint64_t enqueued_ns = 0;  // set on the 1-in-N envelopes whose latency is measured
 };
 }  // namespace detail
 

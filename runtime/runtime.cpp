@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "runtime/detail/scheduler.hpp"
+#include "runtime/detail/telemetry.hpp"
 #include "runtime/detail/timer_wheel.hpp"
 
 namespace swarm {
@@ -119,10 +120,17 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 
 Runtime::Runtime(RuntimeConfig config)
     : config_(validated(config)), workers_(config_.workers), router_(config_.router) {
-  timers_ = std::make_unique<detail::TimerWheel>(config_.timer_tick,
-                                                 [this](const detail::TimerEntry& t) { return fire_timer(t); });
+  telemetry_ = std::make_unique<detail::Telemetry>(*this, config_.telemetry);
+  timers_ = std::make_unique<detail::TimerWheel>(
+      config_.timer_tick, [this](const detail::TimerEntry& t) { return fire_timer(t); }, telemetry_->timer_lag);
   scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_);
   scheduler_->start();
+  try {
+    telemetry_->start();
+  } catch (...) {  // the admin port could not be bound: undo the start
+    shutdown(ShutdownPolicy::discard);
+    throw;
+  }
 }
 
 Runtime::~Runtime() { shutdown(ShutdownPolicy::drain); }
@@ -135,10 +143,12 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
   auto info = std::make_unique<AgentTypeInfo>();
   info->mailbox = config_.default_mailbox;
   if (auto it = config_.mailbox_by_type.find(name); it != config_.mailbox_by_type.end()) info->mailbox = it->second;
+  info->id = id;
   info->name = std::move(name);
   info->has_on_start = has_on_start;
   info->pool = pool;
   info->destroy = destroy;
+  telemetry_->init_type(*info);
   types_[id].store(info.get(), std::memory_order_release);
   type_owner_.push_back(std::move(info));
   return *type_owner_.back();
@@ -146,11 +156,19 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
 
 std::string_view Agent::type_name() const noexcept { return core_.type->name; }
 
-AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent) {
+std::uint64_t Runtime::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
+
+AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock) {
   detail::AgentCore& core = agent->core_;
   core.runtime = this;
   core.type = &type;
   core.parent = parent;
+  if (telemetry_->on() && parent.valid()) {
+    // The parent is the agent calling spawn, so it is alive and its core is stable.
+    Slot& p = table_.at(parent.index);
+    core.path = telemetry_->child_path(p.agent.load(std::memory_order_acquire)->core_.path,
+                                       p.type_id.load(std::memory_order_relaxed));
+  }
   AgentRef ref;
   try {
     ref = table_.reserve(agent, type.mailbox);
@@ -159,10 +177,14 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
     throw;
   }
   core.self = ref;
+  Slot& slot = table_.at(ref.index);
+  slot.type_id.store(static_cast<std::uint16_t>(type.id), std::memory_order_relaxed);
+  slot.queueing_delay_us.store(0, std::memory_order_relaxed);
   live_.fetch_add(1, std::memory_order_relaxed);
   spawned_.fetch_add(1, std::memory_order_relaxed);
   table_.open(ref);
   if (type.has_on_start) deliver_system(ref, SystemKind::start);
+  if (clock != 0) telemetry_->spawn_time.observe_ns(detail::now_ns() - clock);
   return ref;
 }
 
@@ -231,6 +253,7 @@ SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
     if (slot->ctl.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
   Agent* agent = slot->agent.load(std::memory_order_acquire);
+  if (telemetry_->sample()) [[unlikely]] e->enqueued_ns = detail::now_ns();
   agent->core_.mailbox.push(e);
   if (ctl::count(c) == 0) scheduler_->schedule(agent);
   return SendResult::ok;
@@ -322,6 +345,12 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
   const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
   const std::uint32_t budget = config_.throughput_budget;
   std::uint32_t processed = 0;
+  const bool watched = telemetry_->on();  // for the slow-handler watchdog and the scan
+  std::uint64_t seq = 0;
+  if (watched) {
+    worker.running_agent.store(core.self.bits(), std::memory_order_relaxed);
+    seq = worker.handler_seq.load(std::memory_order_relaxed);
+  }
   while (processed < budget) {
     if ((slot.ctl.load(std::memory_order_relaxed) & ctl::kKill) != 0) {
       begin_exit(agent, {ExitKind::killed, "killed"});
@@ -330,7 +359,13 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
     Envelope* e = pop(core, locking);
     if (e == nullptr) break;  // empty, or a sender is mid-push (count says so)
     ++processed;
-    dispatch(agent, e);
+    if (watched) worker.handler_seq.store(++seq, std::memory_order_release);  // odd: in a handler
+    if (e->enqueued_ns != 0) [[unlikely]] {
+      dispatch_sampled(agent, e, slot, worker);
+    } else {
+      dispatch(agent, e);
+    }
+    if (watched) worker.handler_seq.store(++seq, std::memory_order_release);
     slot.handled.store(processed, std::memory_order_relaxed);
     if (core.exiting) break;
   }
@@ -345,6 +380,16 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
   }
   std::uint64_t before = slot.ctl.fetch_sub(processed, std::memory_order_acq_rel);
   return ctl::count(before) > processed;
+}
+
+void Runtime::dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, detail::Worker& worker) noexcept {
+  const std::uint64_t enqueued = e->enqueued_ns;
+  const std::uint32_t topic = e->msg.topic;
+  const std::uint64_t start = detail::now_ns();
+  dispatch(agent, e);  // frees e
+  const std::uint64_t end = detail::now_ns();
+  // The agent object lives until finish_exit, even if this handler decided to exit.
+  telemetry_->record_handler(slot, *agent->core_.type, worker.index, agent->core_.path, topic, enqueued, start, end);
 }
 
 void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
@@ -426,6 +471,7 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
   if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
   if (reason.abnormal()) {
+    core.type->crashes.inc();
     crashed_.fetch_add(1, std::memory_order_relaxed);
     MutexLock lock(mu_);
     crashes_.push_back({self, core.type->name, reason, std::chrono::system_clock::now()});
@@ -485,7 +531,8 @@ void Runtime::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono
   t.request_id = id;
   TimerId timer = add_timer(std::move(t), timeout);
   if (!core.extras) core.extras = std::make_unique<detail::AgentExtras>();
-  core.extras->asks.emplace(id, detail::AgentExtras::PendingAsk{std::move(done), timer});
+  core.extras->asks.emplace(
+      id, detail::AgentExtras::PendingAsk{std::move(done), timer, telemetry_->on() ? detail::now_ns() : 0});
 }
 
 // -- topics ---
@@ -551,7 +598,9 @@ Result<router::PublishResult> Runtime::publish(std::string_view topic, const Pay
 
 router::PublishResult Runtime::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
                                             std::uint32_t kind, std::uint64_t request_id) noexcept {
+  const std::uint64_t start = telemetry_->sample() ? detail::now_ns() : 0;
   router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), request_id});
+  if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
   if (r.no_subscriber) count_drop(DropReason::no_subscriber);
   return r;  // full mailboxes and dead agents were counted by deliver()
 }
@@ -590,7 +639,10 @@ void Runtime::complete_ask(Agent* agent, Message& msg) {
     return;
   }
   AskCallback done = std::move(it->second.callback);
-  if (msg.system == SystemKind::reply) timers_->cancel(it->second.timer);
+  if (msg.system == SystemKind::reply) {
+    timers_->cancel(it->second.timer);
+    if (it->second.started_ns != 0) telemetry_->ask_time.observe_ns(detail::now_ns() - it->second.started_ns);
+  }
   core.extras->asks.erase(it);
   if (msg.system == SystemKind::ask_timeout) {
     done(AskStatus::timeout, nullptr);
@@ -655,7 +707,9 @@ bool Runtime::fire_timer(const detail::TimerEntry& t) noexcept {
   e->msg.system = t.system;
   e->msg.request_id = t.request_id;
   e->msg.payload = t.payload;
-  return deliver(t.target, e) != SendResult::dead_agent;
+  const SendResult r = deliver(t.target, e);
+  if (r != SendResult::ok) telemetry_->timer_undeliverable.inc();
+  return r != SendResult::dead_agent;
 }
 
 // -- lifecycle ---
@@ -703,6 +757,7 @@ void Runtime::shutdown(ShutdownPolicy policy) {
   }
   timers_->cancel_all();
   scheduler_->stop();
+  telemetry_->stop();
 }
 
 // -- diagnostics ---
@@ -724,6 +779,10 @@ RuntimeStats Runtime::stats() const {
   for (int i = 0; i < kDropReasonCount; ++i) s.dropped[i] = drops_[i].load(std::memory_order_relaxed);
   return s;
 }
+
+metrics::Registry& Runtime::metrics() noexcept { return telemetry_->registry(); }
+std::uint16_t Runtime::admin_port() const noexcept { return telemetry_->admin_port(); }
+metrics::FoldedStacks Runtime::logical_profile() const { return telemetry_->logical_profile(); }
 
 std::vector<CrashRecord> Runtime::recent_crashes() const {
   MutexLock lock(mu_);

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "base/mutex.hpp"
+#include "metrics/flamegraph.hpp"
+#include "metrics/instruments.hpp"
 #include "router/router.hpp"
 #include "runtime/agent.hpp"
 #include "runtime/config.hpp"
@@ -33,8 +35,13 @@
 
 namespace swarm {
 
+namespace metrics {
+class Registry;
+}
+
 namespace detail {
 class Scheduler;
+class Telemetry;
 class TimerWheel;
 struct Worker;
 struct TimerEntry;
@@ -42,11 +49,15 @@ struct TimerEntry;
 
 /// What the runtime knows of one agent type. Constant once created.
 struct AgentTypeInfo {
+  unsigned id = 0;
   std::string name;
   MailboxOptions mailbox;
   bool has_on_start = true;
   detail::ObjectPool* pool = nullptr;  // nullptr: plain new/delete
   void (*destroy)(Agent*, const AgentTypeInfo&) = nullptr;
+  // Telemetry (disabled handles when telemetry is off).
+  metrics::Histogram handler_time;
+  metrics::Counter crashes;
 };
 
 /// A crash as recorded for diagnostics.
@@ -74,6 +85,7 @@ struct RuntimeStats {
 
 class Runtime {
   friend class Agent;
+  friend class detail::Telemetry;
 
  public:
   /// Starts the workers and the timer thread. Throws std::invalid_argument
@@ -149,6 +161,16 @@ class Runtime {
   unsigned worker_count() const noexcept { return workers_; }
   RuntimeStats stats() const;
   std::vector<CrashRecord> recent_crashes() const;
+
+  // -- telemetry (see docs/metrics.md) ---
+
+  /// The registry behind /metrics; programs may add series of their own.
+  metrics::Registry& metrics() noexcept;
+  /// The admin HTTP port bound (telemetry.admin), 0 without one.
+  std::uint16_t admin_port() const noexcept;
+  /// Handler time since start by "supervisor path;agent type;topic", in ns
+  /// (sampled 1 in telemetry.sample_every, scaled up).
+  metrics::FoldedStacks logical_profile() const;
   void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
 
   // -- internal: used by Agent and the scheduler ---
@@ -166,6 +188,8 @@ class Runtime {
   AgentRef spawn_with_parent(AgentRef parent, Args&&... args);
   /// Runs one activation of `agent`; true if it still has messages (yield it).
   bool activate(Agent* agent, detail::Worker& worker) noexcept;
+  /// Spawn timing: a clock reading for 1 in sample_every spawns, else 0.
+  std::uint64_t spawn_clock() noexcept;
 
  private:
   static constexpr unsigned kMaxTypes = 1024;
@@ -175,11 +199,12 @@ class Runtime {
   const AgentTypeInfo& make_type_info(unsigned id, std::string name, bool has_on_start, std::size_t size,
                                       std::size_t align, void (*destroy)(Agent*, const AgentTypeInfo&),
                                       detail::ObjectPool* pool);
-  AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent);
+  AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock);
   void count_drop(DropReason r) noexcept { drops_[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
   SendResult evict_oldest_and_push(detail::Slot& slot, std::uint64_t reserved, detail::Envelope* e) noexcept;
   detail::Envelope* pop(detail::AgentCore& core, bool locking) noexcept;
   void dispatch(Agent* agent, detail::Envelope* e) noexcept;
+  void dispatch_sampled(Agent* agent, detail::Envelope* e, detail::Slot& slot, detail::Worker& worker) noexcept;
   void begin_exit(Agent* agent, ExitReason reason) noexcept;
   void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
   void complete_ask(Agent* agent, Message& msg);
@@ -222,6 +247,7 @@ class Runtime {
   AgentEndpoint endpoint_{*this};
   router::Router router_;
 
+  std::unique_ptr<detail::Telemetry> telemetry_;
   std::unique_ptr<detail::TimerWheel> timers_;
   std::unique_ptr<detail::Scheduler> scheduler_;  // last: its threads use everything above
 };
@@ -270,6 +296,7 @@ template <class T, class... Args>
 AgentRef Runtime::spawn_with_parent(AgentRef parent, Args&&... args) {
   static_assert(std::is_base_of_v<Agent, T>, "spawn<T>: T must derive from swarm::Agent");
   const AgentTypeInfo& info = type_info<T>();
+  const std::uint64_t clock = spawn_clock();
   void* mem = info.pool != nullptr ? info.pool->allocate() : ::operator new(sizeof(T), std::align_val_t(alignof(T)));
   T* agent;
   try {
@@ -282,7 +309,7 @@ AgentRef Runtime::spawn_with_parent(AgentRef parent, Args&&... args) {
     }
     throw;
   }
-  return attach(agent, info, parent);
+  return attach(agent, info, parent, clock);
 }
 
 template <class T, class... Args>

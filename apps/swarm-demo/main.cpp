@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <random>
 #include <thread>
 #include <vector>
@@ -77,12 +78,29 @@ int main(int argc, char** argv) {
   app.add_option("--crash-rate", crash_rate, "Probability that a peer crashes on a message (supervisor restarts it)")
       ->check(CLI::Range(0.0, 0.01));
   app.add_option("--in-flight", in_flight, "Messages circulating (default: one per 10 agents)");
+  std::string admin;
+  app.add_option("--admin", admin,
+                 "Serve the admin HTTP port (/metrics, /debug/agents, /debug/flamegraph, ...) on HOST:PORT "
+                 "(:PORT = 127.0.0.1) while running");
   CLI11_PARSE(app, argc, argv);
   if (in_flight == 0) in_flight = std::max<std::uint32_t>(1, agents / 10);
 
   swarm::RuntimeConfig cfg;
   cfg.workers = workers;
-  swarm::Runtime rt(cfg);
+  cfg.telemetry.admin = admin;
+  std::unique_ptr<swarm::Runtime> runtime;
+  try {
+    runtime = std::make_unique<swarm::Runtime>(cfg);
+  } catch (const std::exception& e) {  // a bad --admin address, or its port is taken
+    std::fprintf(stderr, "swarm-demo: %s\n", e.what());
+    return 2;
+  }
+  swarm::Runtime& rt = *runtime;
+  if (rt.admin_port() != 0) {
+    const auto host = admin.substr(0, admin.rfind(':'));
+    std::printf("swarm-demo: admin on http://%s:%u/ (/metrics, /debug/agents, /debug/topics, /debug/flamegraph)\n",
+                host.empty() ? "127.0.0.1" : host.c_str(), rt.admin_port());
+  }
   Directory dir(agents);
   dir.crash_rate = crash_rate;
 

@@ -1,6 +1,9 @@
 #include "runtime/detail/scheduler.hpp"
 
+#include <pthread.h>
+
 #include <chrono>
+#include <string>
 
 #include "runtime/runtime.hpp"
 
@@ -96,6 +99,7 @@ void Scheduler::yield(Agent* agent) noexcept {
 
 void Scheduler::push_local(Worker& w, Agent* a) noexcept {
   if (!w.queue.push_back(a)) {
+    w.stats.add(w.stats.overflows);
     inject(a);  // local queue full: overflow to the shared injector
     return;
   }
@@ -130,6 +134,8 @@ void Scheduler::notify_work() noexcept {
 
 void Scheduler::run_worker(Worker& w) {
   tls_worker = &w;
+  // Named for profiles, top -H and debuggers.
+  pthread_setname_np(pthread_self(), ("swarm-worker-" + std::to_string(w.index)).c_str());
   for (;;) {
     Agent* a = find_work(w);
     if (a == nullptr) a = search(w);
@@ -258,9 +264,11 @@ bool Scheduler::park(Worker& w) {
   }
   w.stats.add(w.stats.parks);
   std::uint64_t t0 = now_ns();
+  w.stats.parked_since.store(t0, std::memory_order_relaxed);
   while (w.wake.load(std::memory_order_acquire) == 0) w.wake.wait(0, std::memory_order_acquire);
   w.wake.store(0, std::memory_order_relaxed);
   w.stats.add(w.stats.parked_ns, now_ns() - t0);
+  w.stats.parked_since.store(0, std::memory_order_relaxed);
   return !stopping_.load(std::memory_order_acquire);
 }
 

@@ -39,6 +39,8 @@ struct WorkerStats {
   std::atomic<std::uint64_t> steals{0};
   std::atomic<std::uint64_t> parks{0};
   std::atomic<std::uint64_t> parked_ns{0};
+  std::atomic<std::uint64_t> parked_since{0};  // steady-clock ns while parked, else 0
+  std::atomic<std::uint64_t> overflows{0};  // pushes that found the local run queue full
 
   void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -58,6 +60,9 @@ struct alignas(64) Worker {
   RunQueue<Agent> queue;
   std::atomic<std::uint32_t> wake{0};
   WorkerStats stats;
+  // For the slow-handler watchdog: odd while a handler runs; the agent running.
+  std::atomic<std::uint64_t> handler_seq{0};
+  std::atomic<std::uint64_t> running_agent{0};  // AgentRef bits
   std::thread thread;
 };
 
@@ -82,6 +87,10 @@ class Scheduler {
 
   unsigned worker_count() const { return static_cast<unsigned>(workers_.size()); }
   const WorkerStats& stats(unsigned i) const { return workers_[i]->stats; }
+  const Worker& worker(unsigned i) const { return *workers_[i]; }
+  /// Agents in worker i's run queue (racy snapshot).
+  std::size_t queue_depth(unsigned i) const noexcept { return workers_[i]->queue.size(); }
+  std::size_t injector_depth() const noexcept { return injector_size_.load(std::memory_order_relaxed); }
   /// The worker running on this thread, or nullptr outside the workers.
   static Worker* current() noexcept;
 

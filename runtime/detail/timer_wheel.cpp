@@ -1,5 +1,7 @@
 #include "runtime/detail/timer_wheel.hpp"
 
+#include <pthread.h>
+
 #include <limits>
 
 namespace swarm::detail {
@@ -8,8 +10,12 @@ namespace {
 constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
 }
 
-TimerWheel::TimerWheel(std::chrono::nanoseconds tick, FireFn fire)
-    : tick_(tick), epoch_(std::chrono::steady_clock::now()), fire_(std::move(fire)), slots_(kSlots, nullptr) {
+TimerWheel::TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag)
+    : tick_(tick),
+      epoch_(std::chrono::steady_clock::now()),
+      fire_(std::move(fire)),
+      lag_(lag),
+      slots_(kSlots, nullptr) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -82,6 +88,7 @@ std::size_t TimerWheel::pending() const {
 }
 
 void TimerWheel::run() {
+  pthread_setname_np(pthread_self(), "swarm-timers");
   MutexLock lock(mu_);
   while (!stop_) {
     std::uint64_t now = tick_of(std::chrono::steady_clock::now());
@@ -104,7 +111,15 @@ void TimerWheel::run() {
       // Deliver without the lock: fire() may schedule agents that add timers.
       mu_.unlock();
       std::vector<bool> alive(due.size());
-      for (std::size_t i = 0; i < due.size(); ++i) alive[i] = fire_(*due[i]);
+      const auto fired_at = std::chrono::steady_clock::now();
+      for (std::size_t i = 0; i < due.size(); ++i) {
+        if (lag_) {
+          const auto due_at = epoch_ + tick_ * static_cast<std::int64_t>(due[i]->due_tick);
+          const auto late = std::chrono::duration_cast<std::chrono::nanoseconds>(fired_at - due_at).count();
+          lag_.observe_ns(late > 0 ? static_cast<std::uint64_t>(late) : 0);
+        }
+        alive[i] = fire_(*due[i]);
+      }
       mu_.lock();
       for (std::size_t i = 0; i < due.size(); ++i) {
         TimerEntry* e = due[i];

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/mutex.hpp"
+#include "metrics/instruments.hpp"
 #include "runtime/message.hpp"
 
 namespace swarm::detail {
@@ -39,7 +40,8 @@ class TimerWheel {
   /// fire: delivers one timer's message; returns false if the target is gone.
   using FireFn = std::function<bool(const TimerEntry&)>;
 
-  TimerWheel(std::chrono::nanoseconds tick, FireFn fire);
+  /// lag: how late each timer fired (a disabled histogram records nothing).
+  TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag = {});
   ~TimerWheel();  // stops the thread; pending timers are dropped
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
@@ -64,6 +66,7 @@ class TimerWheel {
   const std::chrono::nanoseconds tick_;
   const std::chrono::steady_clock::time_point epoch_;
   const FireFn fire_;
+  const metrics::Histogram lag_;
 
   mutable Mutex mu_;
   CondVar cv_;

@@ -1,0 +1,101 @@
+#pragma once
+// The admin HTTP port: /metrics, /healthz, /readyz, /debug/flamegraph, plus
+// pages that other modules add (the runtime adds /debug/agents and
+// /debug/topics). Served by cpp-httplib on a small fixed thread pool.
+//
+//   metrics::AdminServer admin(registry, *metrics::parse_admin_address("127.0.0.1:9464"));
+//   admin.add_page("/debug/agents", [&](const metrics::AdminRequest&) { return metrics::AdminResponse{...}; });
+//   admin.add_readiness_check("redis", [&]() -> Result<void> { ... });
+//   admin.start();              // throws std::runtime_error if it cannot listen
+//   ... admin.port() ...        // the bound port (useful with port 0)
+//
+// /debug/flamegraph?seconds=N&format=folded|svg&type=cpu|logical profiles the
+// whole process for N seconds (1..60, default 10) with the sampling profiler,
+// or returns the logical profile (handler time by supervisor path, agent type
+// and topic) from the source set with set_logical_profile().
+//
+// Thread-safe after start(); add_* must be called before start().
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/result.hpp"
+#include "metrics/flamegraph.hpp"
+#include "metrics/registry.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace swarm::metrics {
+
+struct AdminAddress {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9464;  // 0: any free port
+};
+/// Parses "HOST:PORT" or ":PORT" (host 127.0.0.1). The error says what is wrong.
+Result<AdminAddress> parse_admin_address(std::string_view text);
+std::string to_string(const AdminAddress& a);
+
+struct AdminRequest {
+  std::string path;
+  std::map<std::string, std::string> params;  // query parameters
+  /// The parameter, or `fallback` when absent.
+  std::string param(const std::string& name, std::string fallback = {}) const;
+};
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+class AdminServer {
+ public:
+  using Page = std::function<AdminResponse(const AdminRequest&)>;
+  using ReadinessCheck = std::function<Result<void>()>;
+  /// Returns handler time since start, folded as "path;type;topic" -> ns; the
+  /// server diffs two calls N seconds apart.
+  using LogicalProfile = std::function<FoldedStacks()>;
+
+  AdminServer(const Registry& registry, AdminAddress address);
+  ~AdminServer();  // stops
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+
+  // -- before start() ---
+  void add_page(std::string path, Page page);
+  /// /readyz answers 503 listing every failing check's name and error.
+  void add_readiness_check(std::string name, ReadinessCheck check);
+  void set_logical_profile(LogicalProfile source);
+
+  /// Binds and starts serving. Throws std::runtime_error naming the address
+  /// when it cannot listen (port taken, bad host).
+  void start();
+  /// Stops serving and joins its threads. Idempotent.
+  void stop();
+  std::uint16_t port() const noexcept { return port_; }
+  const AdminAddress& address() const noexcept { return address_; }
+
+ private:
+  AdminResponse flamegraph(const AdminRequest& req);
+  AdminResponse ready();
+
+  const Registry& registry_;
+  AdminAddress address_;
+  std::uint16_t port_ = 0;
+  std::vector<std::pair<std::string, Page>> pages_;
+  std::vector<std::pair<std::string, ReadinessCheck>> checks_;
+  LogicalProfile logical_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+};
+
+}  // namespace swarm::metrics
