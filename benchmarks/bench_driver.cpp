@@ -13,6 +13,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
+
+#include "metrics/profiler.hpp"
 
 extern char** environ;
 
@@ -297,7 +300,25 @@ int run_child(const Workload& w, std::string_view runtime, const WorkloadParams&
     return 2;
   }
   try {
+    // --profile-hz: the built-in profiler samples the whole run, for its overhead.
+    std::atomic<bool> stop_profile{false};
+    std::thread profiler;
+    if (params.profile_hz > 0) {
+      profiler = std::thread([&] {
+        metrics::ProfileOptions o;
+        o.duration = std::chrono::hours(1);
+        o.frequency_hz = params.profile_hz;
+        o.stop = &stop_profile;
+        if (auto p = metrics::profile_cpu(o); !p) std::cerr << "swarm-bench: " << p.error() << '\n';
+      });
+      // Until it samples (or failed, said why, and let the run go on unprofiled).
+      for (int i = 0; i < 1000 && !metrics::cpu_profile_running(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
     RunResult r = (*fn)(params);
+    stop_profile = true;
+    if (profiler.joinable()) profiler.join();
     std::cout << run_result_json(r) << std::endl;
     return 0;
   } catch (const std::exception& e) {

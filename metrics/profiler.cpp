@@ -454,7 +454,7 @@ Result<FoldedStacks> profile_cpu(const ProfileOptions& options, ProfileStats* st
       next_scan = now + kRescanPeriod;
     }
     ring.drain(collect);
-    if (now >= deadline) break;
+    if (now >= deadline || (options.stop != nullptr && options.stop->load(std::memory_order_relaxed))) break;
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(kDrainPeriod, deadline - now));
   }
   timers.stop();

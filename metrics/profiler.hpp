@@ -35,6 +35,7 @@
 //
 // Thread-safe: any thread may call profile_cpu() and cpu_profile_running().
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 
@@ -48,6 +49,7 @@ struct ProfileOptions {
   int frequency_hz = 99;                     // 1 .. 1000 samples per CPU-second per thread
   int max_depth = 64;                        // frames per stack, 1 .. 128
   bool thread_names = true;                  // root each stack at the thread's name
+  const std::atomic<bool>* stop = nullptr;   // if set, the profile ends early once it is true
 };
 
 /// What a profile saw, besides its stacks.

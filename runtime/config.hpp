@@ -51,7 +51,7 @@ struct TelemetryConfig {
   bool enabled = true;
   /// 1 in N messages, spawns and publishes is timed (queueing delay, handler
   /// duration, spawn, fan-out); 1..65536. Counts come from counters, not samples.
-  std::uint32_t sample_every = 16;
+  std::uint32_t sample_every = 64;
   /// Agents named in the slow-consumer top-N (by mailbox depth and by queueing delay); 0..1000.
   std::uint32_t slow_consumers = 10;
   /// Hard cap on exported series; what it cuts is counted.

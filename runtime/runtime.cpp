@@ -345,12 +345,9 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
   const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
   const std::uint32_t budget = config_.throughput_budget;
   std::uint32_t processed = 0;
-  const bool watched = telemetry_->on();  // for the slow-handler watchdog and the scan
-  std::uint64_t seq = 0;
-  if (watched) {
-    worker.running_agent.store(core.self.bits(), std::memory_order_relaxed);
-    seq = worker.handler_seq.load(std::memory_order_relaxed);
-  }
+  // For the slow-handler watchdog, which also watches slot.handled and the
+  // worker's activation count: no per-message cost.
+  if (telemetry_->on()) worker.running_agent.store(core.self.bits(), std::memory_order_relaxed);
   while (processed < budget) {
     if ((slot.ctl.load(std::memory_order_relaxed) & ctl::kKill) != 0) {
       begin_exit(agent, {ExitKind::killed, "killed"});
@@ -359,13 +356,11 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
     Envelope* e = pop(core, locking);
     if (e == nullptr) break;  // empty, or a sender is mid-push (count says so)
     ++processed;
-    if (watched) worker.handler_seq.store(++seq, std::memory_order_release);  // odd: in a handler
     if (e->enqueued_ns != 0) [[unlikely]] {
       dispatch_sampled(agent, e, slot, worker);
     } else {
       dispatch(agent, e);
     }
-    if (watched) worker.handler_seq.store(++seq, std::memory_order_release);
     slot.handled.store(processed, std::memory_order_relaxed);
     if (core.exiting) break;
   }

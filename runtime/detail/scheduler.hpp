@@ -60,9 +60,9 @@ struct alignas(64) Worker {
   RunQueue<Agent> queue;
   std::atomic<std::uint32_t> wake{0};
   WorkerStats stats;
-  // For the slow-handler watchdog: odd while a handler runs; the agent running.
-  std::atomic<std::uint64_t> handler_seq{0};
-  std::atomic<std::uint64_t> running_agent{0};  // AgentRef bits
+  // The agent of the current (or last) activation, as AgentRef bits; with
+  // telemetry on. Read by the slow-handler watchdog and /debug/agents.
+  std::atomic<std::uint64_t> running_agent{0};
   std::thread thread;
 };
 

@@ -138,19 +138,30 @@ void Telemetry::record_handler(Slot& slot, const AgentTypeInfo& type, unsigned w
   slot.queueing_delay_us.store(old == 0 ? us : old - old / 4 + us / 4, std::memory_order_relaxed);
   type.handler_time.observe_ns(end - start);
 
+  const std::uint64_t key = (std::uint64_t{path} << 42) | (std::uint64_t{type.id} << 32) | topic;
+  const std::uint64_t ns = (end - start) * sample_every_;
   LogicalShard& shard = logical_[worker];
-  MutexLock lock(shard.mu);
-  std::uint64_t key = (std::uint64_t{path} << 42) | (std::uint64_t{type.id} << 32) | topic;
-  auto it = shard.ns.find(key);
-  if (it == shard.ns.end()) {
-    if (shard.ns.size() >= kMaxLogicalKeys) key = (key & ~std::uint64_t{0xffffffff}) | kOtherTopics;
-    try {
-      it = shard.ns.try_emplace(key, 0).first;
-    } catch (...) {
-      return;  // out of memory: lose this sample, never the handler
+  // A full neighbourhood folds the topic into "(other topics)"; past that the sample is lost.
+  if (!shard.add(key, ns)) (void)shard.add((key & ~std::uint64_t{0xffffffff}) | kOtherTopics, ns);
+}
+
+bool Telemetry::LogicalShard::add(std::uint64_t key, std::uint64_t ns) noexcept {
+  const std::uint64_t tagged = key | kUsed;
+  std::uint64_t h = key * 0x9e3779b97f4a7c15ull;
+  for (std::uint32_t probe = 0; probe < kMaxProbe; ++probe) {
+    Entry& e = entries[(h >> 52) & (kSlots - 1)];
+    h += 0x9e3779b97f4a7c15ull;
+    std::uint64_t k = e.key.load(std::memory_order_relaxed);
+    if (k == 0) {
+      e.key.store(tagged, std::memory_order_release);
+      k = tagged;
+    }
+    if (k == tagged) {
+      e.ns.store(e.ns.load(std::memory_order_relaxed) + ns, std::memory_order_relaxed);
+      return true;
     }
   }
-  it->second += (end - start) * sample_every_;
+  return false;
 }
 
 // -- scans ---
@@ -162,7 +173,7 @@ AgentScan Telemetry::scan(std::size_t top) const {
   std::vector<std::uint64_t> running;
   for (unsigned w = 0; w < rt_.scheduler_->worker_count(); ++w) {
     const Worker& worker = rt_.scheduler_->worker(w);
-    if (worker.handler_seq.load(std::memory_order_acquire) & 1) {
+    if (worker.stats.parked_since.load(std::memory_order_relaxed) == 0) {
       running.push_back(worker.running_agent.load(std::memory_order_relaxed));
     }
   }
@@ -225,9 +236,11 @@ std::string Telemetry::agent_label(const AgentSample& a) const { return to_strin
 metrics::FoldedStacks Telemetry::logical_profile() const {
   std::unordered_map<std::uint64_t, std::uint64_t> merged;
   for (unsigned w = 0; w < rt_.scheduler_->worker_count(); ++w) {
-    LogicalShard& shard = logical_[w];
-    MutexLock lock(shard.mu);
-    for (const auto& [k, v] : shard.ns) merged[k] += v;
+    const LogicalShard& shard = logical_[w];
+    for (std::uint32_t i = 0; i < LogicalShard::kSlots; ++i) {
+      const std::uint64_t k = shard.entries[i].key.load(std::memory_order_acquire);
+      if (k != 0) merged[k & ~LogicalShard::kUsed] += shard.entries[i].ns.load(std::memory_order_relaxed);
+    }
   }
   std::vector<std::pair<std::uint32_t, unsigned>> paths;
   {
@@ -402,8 +415,11 @@ void Telemetry::watch() {
   const auto interval = std::clamp<std::chrono::nanoseconds>(threshold / 4, std::chrono::milliseconds(1),
                                                              std::chrono::milliseconds(250));
   const unsigned workers = rt_.scheduler_->worker_count();
+  // A handler is still running while its worker is not parked and neither the
+  // worker's activation count nor the agent's handled count has moved.
   struct Seen {
-    std::uint64_t seq = 0, since = 0;
+    std::uint64_t activations = 0, agent = 0, since = 0;
+    std::uint32_t handled = 0;
     bool reported = false;
   };
   std::vector<Seen> seen(workers);
@@ -412,16 +428,20 @@ void Telemetry::watch() {
     const std::uint64_t now = now_ns();
     for (unsigned w = 0; w < workers; ++w) {
       const Worker& worker = rt_.scheduler_->worker(w);
-      const std::uint64_t seq = worker.handler_seq.load(std::memory_order_acquire);
+      const std::uint64_t activations = worker.stats.activations.load(std::memory_order_relaxed);
+      const std::uint64_t agent = worker.running_agent.load(std::memory_order_relaxed);
+      const Slot* running = rt_.table_.find(AgentRef::from_bits(agent).index);
+      const std::uint32_t handled = running != nullptr ? running->handled.load(std::memory_order_relaxed) : 0;
+      const bool parked = worker.stats.parked_since.load(std::memory_order_relaxed) != 0;
       Seen& s = seen[w];
-      if (seq != s.seq || (seq & 1) == 0) {
-        s = {seq, now, false};  // a new handler (or none): start the clock at first sight
+      if (parked || activations != s.activations || agent != s.agent || handled != s.handled) {
+        s = {activations, agent, now, handled, false};  // progress (or idle): restart the clock
         continue;
       }
       if (s.reported || now - s.since < static_cast<std::uint64_t>(threshold.count())) continue;
       s.reported = true;
       SlowHandler h;
-      h.agent_bits = worker.running_agent.load(std::memory_order_relaxed);
+      h.agent_bits = agent;
       h.worker = w;
       h.running_for = std::chrono::nanoseconds(now - s.since);
       const AgentRef ref = AgentRef::from_bits(h.agent_bits);

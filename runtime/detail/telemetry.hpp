@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+
 #include "base/mutex.hpp"
 #include "metrics/flamegraph.hpp"
 #include "metrics/registry.hpp"
@@ -123,14 +124,23 @@ class Telemetry {
   std::string type_name(unsigned id) const;
   std::string agent_label(const AgentSample& a) const;
 
-  static constexpr std::size_t kMaxLogicalKeys = 8192;   // per worker
   static constexpr std::uint32_t kMaxPaths = 1u << 20;
   static constexpr std::uint32_t kOtherTopics = kNoTopic - 1;
 
-  // Handler ns by (path, type, topic), one shard per worker (uncontended lock).
-  struct alignas(64) LogicalShard {
-    Mutex mu;
-    std::unordered_map<std::uint64_t, std::uint64_t> ns SWARM_GUARDED_BY(mu);
+  // Handler ns by (path, type, topic) key, one open-addressing table per
+  // worker. Only that worker writes (a key once, then plain load+store adds);
+  // readers acquire the key, then read the total. Keys never move or leave.
+  struct LogicalShard {
+    static constexpr std::uint32_t kSlots = 4096;
+    static constexpr std::uint32_t kMaxProbe = 32;
+    static constexpr std::uint64_t kUsed = 1ull << 63;  // marks a key (a key may be 0)
+    struct Entry {
+      std::atomic<std::uint64_t> key{0};
+      std::atomic<std::uint64_t> ns{0};
+    };
+    std::unique_ptr<Entry[]> entries{new Entry[kSlots]};
+    /// Owner only. False when the key has no place (the table is full around it).
+    bool add(std::uint64_t key, std::uint64_t ns) noexcept;
   };
 
   // -- constant after construction ---
