@@ -108,10 +108,21 @@ std::uint16_t Telemetry::admin_port() const noexcept { return admin_ ? admin_->p
 
 void Telemetry::init_type(AgentTypeInfo& type) {
   if (!on_) return;
-  type.handler_time = registry_.histogram("swarm_handler_duration_seconds",
-                                          "Handler run time by agent type (sampled).", {{"type", type.name}});
-  type.crashes = registry_.counter("swarm_agent_crashes_total", "Agents that exited abnormally (crashed or killed).",
-                                   {{"type", type.name}});
+  MutexLock lock(paths_mu_);
+  // Two C++ types may share a type name (kTypeName): they share its series.
+  auto [it, added] = type_series_.try_emplace(type.name);
+  if (added) {
+    try {
+      it->second.first = registry_.histogram("swarm_handler_duration_seconds",
+                                             "Handler run time by agent type (sampled).", {{"type", type.name}});
+      it->second.second = registry_.counter("swarm_agent_crashes_total",
+                                            "Agents that exited abnormally (crashed or killed).", {{"type", type.name}});
+    } catch (const std::exception& e) {  // out of metric slots: the type runs, unmeasured
+      std::fprintf(stderr, "swarm: no metrics for agent type %s: %s\n", type.name.c_str(), e.what());
+    }
+  }
+  type.handler_time = it->second.first;
+  type.crashes = it->second.second;
 }
 
 std::uint32_t Telemetry::child_path(std::uint32_t parent_path, unsigned parent_type) {
@@ -448,13 +459,16 @@ void Telemetry::watch() {
       const Slot* slot = rt_.table_.find(ref.index);
       const unsigned type = slot != nullptr ? slot->type_id.load(std::memory_order_relaxed) : 0;
       h.type = type_name(type);
-      if (slow_by_type_.size() <= type) slow_by_type_.resize(type + 1);
-      if (slow_by_type_[type].slot() == 0) {
-        slow_by_type_[type] = registry_.counter("swarm_slow_handlers_total",
-                                                "Handlers that ran longer than slow_handler_threshold.",
-                                                {{"type", h.type}});
+      auto [counter, added] = slow_by_type_.try_emplace(h.type);
+      if (added) {
+        try {
+          counter->second = registry_.counter("swarm_slow_handlers_total",
+                                              "Handlers that ran longer than slow_handler_threshold.", {{"type", h.type}});
+        } catch (const std::exception& e) {  // out of metric slots: the log line below still tells
+          std::fprintf(stderr, "swarm: %s\n", e.what());
+        }
       }
-      slow_by_type_[type].inc();
+      counter->second.inc();
       std::fprintf(stderr, "swarm: slow handler: %s %s on worker %u has run for %.0f ms (threshold %lld ms)\n",
                    h.type.c_str(), to_string(ref).c_str(), w, h.running_for.count() / 1e6,
                    static_cast<long long>(config_.slow_handler_threshold.count()));

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -155,6 +156,8 @@ class Telemetry {
 
   // -- guarded by paths_mu_ ---
   mutable Mutex paths_mu_;
+  std::map<std::string, std::pair<metrics::Histogram, metrics::Counter>, std::less<>> type_series_
+      SWARM_GUARDED_BY(paths_mu_);
   std::vector<std::pair<std::uint32_t, unsigned>> paths_ SWARM_GUARDED_BY(paths_mu_);  // id -> (parent path, type)
   std::unordered_map<std::uint64_t, std::uint32_t> path_ids_ SWARM_GUARDED_BY(paths_mu_);
 
@@ -167,7 +170,7 @@ class Telemetry {
   std::condition_variable watch_cv_;
   bool watch_stop_ = false;
   std::thread watchdog_;
-  std::vector<metrics::Counter> slow_by_type_;  // watchdog thread only
+  std::map<std::string, metrics::Counter> slow_by_type_;  // by type name; watchdog thread only
 
   std::unique_ptr<metrics::AdminServer> admin_;
 };
