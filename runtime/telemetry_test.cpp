@@ -223,6 +223,11 @@ TEST(Telemetry, TheAdminPortServesMetricsAgentsTopicsAndReadiness) {
   auto folded = http.Get("/debug/flamegraph?seconds=1&type=logical&format=folded");
   ASSERT_TRUE(folded);
   EXPECT_EQ(folded->status, 200);
+  auto svg = http.Get("/debug/flamegraph?seconds=1");  // CPU profile, SVG by default
+  ASSERT_TRUE(svg);
+  EXPECT_EQ(svg->status, 200) << svg->body;
+  EXPECT_EQ(svg->get_header_value("Content-Type"), "image/svg+xml");
+  EXPECT_NE(svg->body.find("<svg"), std::string::npos);
 }
 
 TEST(Telemetry, ABadAdminAddressOrATakenPortIsAClearStartupError) {
