@@ -310,23 +310,21 @@ void Registry::remove_callback(std::uint64_t id) {
   std::erase_if(callbacks_, [id](const auto& c) { return c.first == id; });
 }
 
-std::uint64_t Registry::value(Counter c) const {
-  if (c.slot() == 0) return 0;
+namespace {
+std::uint64_t sum_of_slot(std::uint32_t slot) {
+  if (slot == 0) return 0;
   std::uint64_t v = 0;
   auto& s = detail::store();
   MutexLock lock(s.mu);
-  detail::sum_locked(s, c.slot(), 1, &v);
+  detail::sum_locked(s, slot, 1, &v);
   return v;
 }
+}  // namespace
 
-std::int64_t Registry::value(Gauge g) const {
-  if (g.slot() == 0) return 0;
-  std::uint64_t v = 0;
-  auto& s = detail::store();
-  MutexLock lock(s.mu);
-  detail::sum_locked(s, g.slot(), 1, &v);
-  return static_cast<std::int64_t>(v);  // deltas wrap: the sum is right modulo 2^64
-}
+std::uint64_t Registry::value(Counter c) const { return sum_of_slot(c.slot()); }
+
+// Deltas wrap: the sum is right modulo 2^64.
+std::int64_t Registry::value(Gauge g) const { return static_cast<std::int64_t>(sum_of_slot(g.slot())); }
 
 HistogramSnapshot Registry::snapshot(Histogram h) const {
   HistogramSnapshot snap;

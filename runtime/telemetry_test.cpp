@@ -64,13 +64,19 @@ std::uint64_t count_of(metrics::Registry& reg, const std::string& name, const st
   return n;
 }
 
-TEST(Telemetry, EveryMessageIsTimedWhenSampleEveryIsOne) {
-  Runtime rt(sampled_config());
+// Spawns a Counter, sends it `count` messages from this thread, waits until handled.
+bool count_messages(Runtime& rt, int count) {
   std::atomic<int> n{0};
   AgentRef a = rt.spawn<Counter>(n);
-  for (int i = 0; i < 1000; ++i) ASSERT_EQ(rt.send(a, Payload::of(i)), SendResult::ok);
-  ASSERT_TRUE(eventually([&] { return n.load() == 1000; }));
-  ASSERT_TRUE(rt.wait_idle());
+  for (int i = 0; i < count; ++i) {
+    if (rt.send(a, Payload::of(i)) != SendResult::ok) return false;
+  }
+  return eventually([&] { return n.load() == count; }) && rt.wait_idle();
+}
+
+TEST(Telemetry, EveryMessageIsTimedWhenSampleEveryIsOne) {
+  Runtime rt(sampled_config());
+  ASSERT_TRUE(count_messages(rt, 1000));
   EXPECT_EQ(count_of(rt.metrics(), "swarm_queueing_delay_seconds"), 1000u);
   EXPECT_EQ(count_of(rt.metrics(), "swarm_handler_duration_seconds", "counter"), 1000u);
   EXPECT_EQ(count_of(rt.metrics(), "swarm_spawn_duration_seconds"), 1u);
@@ -81,11 +87,7 @@ TEST(Telemetry, SamplingTimesOneInNMessages) {
   cfg.workers = 1;
   cfg.telemetry.sample_every = 10;
   Runtime rt(cfg);
-  std::atomic<int> n{0};
-  AgentRef a = rt.spawn<Counter>(n);
-  for (int i = 0; i < 1000; ++i) ASSERT_EQ(rt.send(a, Payload::of(i)), SendResult::ok);
-  ASSERT_TRUE(eventually([&] { return n.load() == 1000; }));
-  ASSERT_TRUE(rt.wait_idle());
+  ASSERT_TRUE(count_messages(rt, 1000));
   // One sending thread: its countdown picks exactly every 10th send.
   EXPECT_EQ(count_of(rt.metrics(), "swarm_queueing_delay_seconds"), 100u);
 }
@@ -94,10 +96,7 @@ TEST(Telemetry, OffMeansNoHistogramsAndNoSamples) {
   RuntimeConfig cfg = sampled_config();
   cfg.telemetry.enabled = false;
   Runtime rt(cfg);
-  std::atomic<int> n{0};
-  AgentRef a = rt.spawn<Counter>(n);
-  for (int i = 0; i < 100; ++i) ASSERT_EQ(rt.send(a, Payload::of(i)), SendResult::ok);
-  ASSERT_TRUE(eventually([&] { return n.load() == 100; }));
+  ASSERT_TRUE(count_messages(rt, 100));
   const std::string text = rt.metrics().render();
   EXPECT_EQ(text.find("swarm_queueing_delay_seconds"), std::string::npos);
   EXPECT_EQ(text.find("swarm_handler_duration_seconds"), std::string::npos);
