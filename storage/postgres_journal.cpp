@@ -1,0 +1,585 @@
+// The Postgres journal: a bounded queue, one writer thread that COPYs batches
+// through a temporary table into swarm_journal (ON CONFLICT DO NOTHING, so a
+// replayed batch adds nothing), the schema migrations, and pooled queries.
+//
+// Why one writer: batches commit in append order, so "everything appended
+// before flush() is durable" is a comparison of two counters; one COPY stream
+// already writes ~10^5 rows/s, far above the journal's expected rate.
+//
+// Why a temporary table: COPY cannot skip rows that already exist. A batch
+// whose commit was lost (in doubt) is replayed with the same ids; the
+// INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING makes the replay a no-op.
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <pqxx/binarystring>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/result>
+#include <pqxx/row>
+#include <pqxx/stream_to>
+#include <pqxx/transaction>
+#include <thread>
+#include <tuple>
+
+#include "base/mutex.hpp"
+#include "metrics/registry.hpp"
+#include "storage/journal.hpp"
+#include "storage/pg_pool.hpp"
+
+namespace swarm::storage {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// -- schema ---
+
+// pg_advisory_xact_lock key: "SWRMJRNL". Two processes migrating at once take turns.
+constexpr std::int64_t kMigrationLock = 0x5357524d4a524e4c;
+
+struct Migration {
+  int version;
+  const char* sql;
+};
+
+// Append only: a released migration is never edited.
+constexpr Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE swarm_journal (
+        event_id   bigint PRIMARY KEY,
+        kind       text NOT NULL,
+        agent      bigint NOT NULL,
+        agent_type text NOT NULL,
+        at         timestamptz NOT NULL,
+        detail     text NOT NULL,
+        payload    bytea
+      );
+      -- history(agent): oldest first
+      CREATE INDEX swarm_journal_agent_at ON swarm_journal (agent, at, event_id);
+      -- crashes(type, from, to) and crashes(any, from, to): crashes are few, so partial indexes
+      CREATE INDEX swarm_journal_crashes_type_at ON swarm_journal (agent_type, at) WHERE kind = 'crashed';
+      CREATE INDEX swarm_journal_crashes_at ON swarm_journal (at) WHERE kind = 'crashed';
+    )sql"},
+};
+
+/// Applies pending migrations in one transaction under an advisory lock; returns how many.
+int run_migrations(pqxx::connection& c) {
+  pqxx::work tx(c);
+  tx.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kMigrationLock) + ")");
+  tx.exec(
+      "CREATE TABLE IF NOT EXISTS swarm_schema_version ("
+      "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+  const int current = tx.exec("SELECT coalesce(max(version), 0) FROM swarm_schema_version")[0][0].as<int>();
+  int applied = 0;
+  for (const Migration& m : kMigrations) {
+    if (m.version <= current) continue;
+    tx.exec(m.sql);
+    tx.exec("INSERT INTO swarm_schema_version (version) VALUES (" + std::to_string(m.version) + ")");
+    ++applied;
+  }
+  tx.commit();
+  return applied;
+}
+
+// The writer's staging table: one per session, emptied by every commit.
+constexpr const char* kCreateStaging =
+    "CREATE TEMP TABLE IF NOT EXISTS swarm_journal_in ("
+    "event_id bigint, kind text, agent bigint, agent_type text, at_us bigint, detail text, payload bytea"
+    ") ON COMMIT DELETE ROWS";
+const std::vector<std::string> kStagingColumns = {"event_id", "kind",   "agent",  "agent_type",
+                                                  "at_us",    "detail", "payload"};
+constexpr const char* kMergeStaging =
+    "INSERT INTO swarm_journal (event_id, kind, agent, agent_type, at, detail, payload) "
+    "SELECT event_id, kind, agent, agent_type, timestamptz 'epoch' + at_us * interval '1 microsecond', detail, "
+    "NULLIF(payload, ''::bytea) FROM swarm_journal_in ON CONFLICT (event_id) DO NOTHING";
+
+// -- queries (prepared on every pooled connection) ---
+
+#define SWARM_JOURNAL_COLUMNS \
+  "event_id, kind, agent, agent_type, (extract(epoch FROM at) * 1000000)::bigint, detail, payload"
+#define SWARM_JOURNAL_AT(p) "timestamptz 'epoch' + " p "::bigint * interval '1 microsecond'"
+
+constexpr const char* kHistory = "swarm_journal_history";
+constexpr const char* kCrashesAny = "swarm_journal_crashes_any";
+constexpr const char* kCrashesOfType = "swarm_journal_crashes_of_type";
+
+std::vector<std::pair<std::string, std::string>> prepared_statements() {
+  return {
+      {kHistory, "SELECT " SWARM_JOURNAL_COLUMNS
+                 " FROM swarm_journal WHERE agent = $1 ORDER BY at, event_id LIMIT $2"},
+      {kCrashesAny, "SELECT " SWARM_JOURNAL_COLUMNS " FROM swarm_journal WHERE kind = 'crashed' AND at >= " SWARM_JOURNAL_AT(
+                        "$1") " AND at < " SWARM_JOURNAL_AT("$2") " ORDER BY at DESC, event_id DESC LIMIT $3"},
+      {kCrashesOfType, "SELECT " SWARM_JOURNAL_COLUMNS
+                       " FROM swarm_journal WHERE kind = 'crashed' AND agent_type = $1 AND at >= " SWARM_JOURNAL_AT(
+                           "$2") " AND at < " SWARM_JOURNAL_AT("$3") " ORDER BY at DESC, event_id DESC LIMIT $4"},
+  };
+}
+
+// -- encoding ---
+
+// Length of the valid UTF-8 sequence at s[i], or 0 (NUL counts as invalid: text cannot hold it).
+std::size_t utf8_sequence(std::string_view s, std::size_t i) {
+  const auto b = [&](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  const unsigned c = b(0);
+  const auto cont = [&](std::size_t k) { return (b(k) & 0xC0u) == 0x80u; };
+  if (c == 0) return 0;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    const unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;  // no overlongs, no surrogates
+    return b(1) >= lo && b(1) <= hi && cont(2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    return b(1) >= lo && b(1) <= hi && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+/// A text column takes valid UTF-8 without NUL: anything else becomes U+FFFD
+/// (one bad byte would otherwise fail its whole batch forever).
+std::string clean_text(const std::string& s) {
+  std::size_t i = 0;
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80 && s[i] != '\0') ++i;  // ASCII fast path
+  if (i == s.size()) return s;
+  std::string out = s.substr(0, i);
+  while (i < s.size()) {
+    const std::size_t n = utf8_sequence(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s, i, n);
+      i += n;
+    }
+  }
+  return out;
+}
+
+std::string bytea_hex(const std::string& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "\\x";
+  out.reserve(2 + 2 * bytes.size());
+  for (unsigned char c : bytes) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
+}
+
+// libpq's messages span lines ("…failed: Connection refused\n\tIs the server running…"): keep one.
+std::string one_line(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    const bool space = c == '\n' || c == '\t' || c == ' ';
+    if (!space) {
+      out += c;
+    } else if (!out.empty() && out.back() != ' ') {
+      out += ' ';
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+struct PoolError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::vector<JournalEvent> to_events(const pqxx::result& r) {
+  std::vector<JournalEvent> out;
+  out.reserve(r.size());
+  for (const auto& row : r) {
+    JournalEvent e;
+    e.id = static_cast<std::uint64_t>(row[0].as<std::int64_t>());
+    auto kind = parse_event_kind(row[1].c_str());
+    e.kind = kind ? *kind : EventKind::message;
+    e.agent = static_cast<std::uint64_t>(row[2].as<std::int64_t>());
+    e.agent_type = row[3].c_str();
+    e.at_us = row[4].as<std::int64_t>();
+    e.detail = row[5].c_str();
+    if (!row[6].is_null()) e.payload = pqxx::binarystring(row[6]).str();
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::int64_t sql_limit(std::size_t limit) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max()));
+}
+
+void observe(metrics::HistogramSnapshot& h, Clock::duration d) {
+  const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  ++h.counts[metrics::Buckets::index(ns)];
+  h.sum_ns += ns;
+}
+
+// -- the journal ---
+
+class PostgresJournal final : public Journal {
+ public:
+  explicit PostgresJournal(PostgresJournalOptions options)
+      : options_(std::move(options)),
+        pool_({.dsn = options_.dsn,
+               .min_size = options_.pool_min,
+               .max_size = options_.pool_max,
+               .acquire_timeout = options_.acquire_timeout,
+               .prepared = prepared_statements()}) {
+    writer_ = std::thread([this] { run(); });
+  }
+
+  ~PostgresJournal() override {
+    if (auto r = flush(options_.close_timeout); !r) std::fprintf(stderr, "%s; closing anyway\n", r.error().c_str());
+    std::vector<std::pair<metrics::Registry*, std::uint64_t>> callbacks;
+    {
+      MutexLock lock(mu_);
+      stop_ = true;
+      callbacks.swap(callbacks_);
+    }
+    work_cv_.notify_all();
+    done_cv_.notify_all();
+    writer_.join();
+    // Not under mu_: remove_callback waits for a running scrape, which takes mu_.
+    for (auto [registry, id] : callbacks) registry->remove_callback(id);
+  }
+
+  // -- hot path ---
+
+  void append(JournalEvent event) override {
+    if (event.id == 0) event.id = next_event_id();
+    if (event.at_us == 0) event.at_us = now_us();
+    bool wake = false;
+    {
+      MutexLock lock(mu_);
+      ++appended_;
+      if (queue_.size() + in_flight_ >= options_.max_queue || stop_) {
+        ++dropped_;
+        return;
+      }
+      queue_.push_back(std::move(event));
+      ++accepted_;
+      wake = queue_.size() == 1 || queue_.size() == options_.max_batch;  // the writer waits for one of these
+    }
+    if (wake) work_cv_.notify_one();
+  }
+
+  // -- control ---
+
+  Result<void> flush(milliseconds timeout) override {
+    MutexLock lock(mu_);
+    const std::uint64_t target = accepted_;
+    if (written_ >= target) return {};
+    ++flush_waiters_;
+    work_cv_.notify_one();  // write a partial batch now
+    const bool done =
+        done_cv_.wait_until(mu_, Clock::now() + timeout, [&]() SWARM_REQUIRES(mu_) { return written_ >= target; });
+    --flush_waiters_;
+    if (done) return {};
+    return unexpected("storage: journal flush timed out after " + std::to_string(timeout.count()) + " ms: " +
+                      std::to_string(queue_.size() + in_flight_) + " events still queued" +
+                      (last_error_.empty() ? std::string() : " (last error: " + last_error_ + ")"));
+  }
+
+  Result<std::vector<JournalEvent>> history(std::uint64_t agent, std::size_t limit) override {
+    return query("history of agent " + std::to_string(agent), [&](pqxx::work& tx) {
+      return tx.exec_prepared(kHistory, static_cast<std::int64_t>(agent), sql_limit(limit));
+    });
+  }
+
+  Result<std::vector<JournalEvent>> crashes(std::string_view type, std::int64_t from_us, std::int64_t to_us,
+                                            std::size_t limit) override {
+    return query("crashes", [&](pqxx::work& tx) {
+      const std::int64_t n = sql_limit(limit);
+      return type.empty() ? tx.exec_prepared(kCrashesAny, from_us, to_us, n)
+                          : tx.exec_prepared(kCrashesOfType, std::string(type), from_us, to_us, n);
+    });
+  }
+
+  Result<void> ready() const override {
+    MutexLock lock(mu_);
+    if (connected_) return {};
+    return unexpected("storage: journal not ready: " +
+                      (last_error_.empty() ? std::string("not connected to Postgres yet") : last_error_));
+  }
+
+  JournalStats stats() const override {
+    MutexLock lock(mu_);
+    return stats_locked();
+  }
+
+  void export_metrics(metrics::Registry& registry) override {
+    const auto id = registry.add_callback([this](metrics::Collector& c) {
+      JournalStats s;
+      metrics::HistogramSnapshot flush;
+      {
+        MutexLock lock(mu_);
+        s = stats_locked();
+        flush = flush_hist_;
+      }
+      const metrics::Labels labels = {{"backend", "postgres"}};
+      c.gauge("swarm_journal_queued", "Journal events waiting to be written.", labels, static_cast<double>(s.queued));
+      c.counter("swarm_journal_written_total", "Journal events written.", labels, static_cast<double>(s.written));
+      c.counter("swarm_journal_dropped_total", "Journal events dropped because the journal was full.", labels,
+                static_cast<double>(s.dropped));
+      c.counter("swarm_journal_write_errors_total", "Failed journal batch writes.", labels,
+                static_cast<double>(s.write_errors));
+      c.histogram("swarm_journal_flush_seconds", "Time to write one journal batch.", labels, flush);
+      pool_.collect(c, labels);
+    });
+    MutexLock lock(mu_);
+    callbacks_.emplace_back(&registry, id);
+  }
+
+ private:
+  JournalStats stats_locked() const SWARM_REQUIRES(mu_) {
+    JournalStats s;
+    s.appended = appended_;
+    s.written = written_;
+    s.dropped = dropped_;
+    s.batches = batches_;
+    s.write_errors = write_errors_;
+    s.retries = retries_;
+    s.queued = queue_.size() + in_flight_;
+    s.connected = connected_;
+    return s;
+  }
+
+  template <class Exec>
+  Result<std::vector<JournalEvent>> query(const std::string& what, Exec exec) {
+    auto lease = pool_.acquire();
+    if (!lease) return unexpected("storage: journal " + what + " failed: " + lease.error());
+    try {
+      pqxx::work tx(**lease);
+      auto events = to_events(exec(tx));
+      tx.commit();
+      return events;
+    } catch (const pqxx::broken_connection& e) {
+      lease->discard();
+      return unexpected("storage: journal " + what + " failed: lost the Postgres connection: " + one_line(e.what()));
+    } catch (const std::exception& e) {
+      if (!(*lease)->is_open()) lease->discard();
+      return unexpected("storage: journal " + what + " failed: " + one_line(e.what()));
+    }
+  }
+
+  // -- writer thread ---
+
+  void run() {
+    std::optional<PgPool::Lease> conn;
+    std::deque<JournalEvent> batch;  // taken from the queue; kept (same ids) until committed
+    bool batch_failed = false;
+    milliseconds backoff = options_.backoff_initial;
+    auto next_attempt = Clock::now();             // no connection: when to try again
+    auto last_io = Clock::now();                  // a connection: when it last worked
+    bool down = false;  // failing since down_since: one log line each way
+    Clock::time_point down_since;
+
+    for (;;) {
+      {
+        MutexLock lock(mu_);
+        if (batch.empty()) {
+          // Idle: wake for work, to reconnect, or to check the connection (heartbeat, keeps ready() true).
+          work_cv_.wait_until(mu_, conn ? last_io + kHeartbeat : next_attempt,
+                              [&]() SWARM_REQUIRES(mu_) { return stop_ || !queue_.empty(); });
+          if (stop_) return;
+          if (!queue_.empty() && queue_.size() < options_.max_batch && flush_waiters_ == 0) {
+            // A partial batch waits up to max_delay to fill.
+            work_cv_.wait_until(mu_, Clock::now() + options_.max_delay, [&]() SWARM_REQUIRES(mu_) {
+              return stop_ || flush_waiters_ > 0 || queue_.size() >= options_.max_batch;
+            });
+            if (stop_) return;
+          }
+          if (queue_.size() <= options_.max_batch) {
+            batch.swap(queue_);  // O(1): appenders never wait for a batch to be moved
+          } else {                // a backlog (after an outage): take max_batch
+            const auto end = queue_.begin() + static_cast<std::ptrdiff_t>(options_.max_batch);
+            batch.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+            queue_.erase(queue_.begin(), end);
+          }
+          in_flight_ = batch.size();
+        }
+        if (!conn) {  // back off before reconnecting
+          work_cv_.wait_until(mu_, next_attempt, [&]() SWARM_REQUIRES(mu_) { return stop_; });
+          if (stop_) return;
+        }
+      }
+
+      std::string error;  // what failed, for the log and ready()
+      try {
+        if (!conn) {
+          auto lease = pool_.acquire();
+          if (!lease) throw PoolError(lease.error().substr(lease.error().rfind("storage: ", 0) == 0 ? 9 : 0));
+          conn.emplace(std::move(*lease));
+          prepare_session(**conn);
+          pool_.warm_up();  // best effort: connections for queries
+        }
+        if (batch.empty()) {
+          pqxx::nontransaction tx(**conn);
+          tx.exec("SELECT 1");
+        } else {
+          const auto start = Clock::now();
+          write_batch(**conn, batch);
+          MutexLock lock(mu_);
+          observe(flush_hist_, Clock::now() - start);
+          written_ += batch.size();
+          in_flight_ = 0;
+          ++batches_;
+          if (batch_failed) ++retries_;
+        }
+      } catch (const PoolError& e) {
+        error = e.what();
+      } catch (const std::exception& e) {
+        error = "Postgres: " + one_line(e.what());
+      }
+      last_io = Clock::now();
+
+      if (error.empty()) {
+        {
+          MutexLock lock(mu_);
+          connected_ = true;
+          last_error_.clear();
+        }
+        if (!batch.empty()) done_cv_.notify_all();
+        if (down) {
+          std::fprintf(stderr, "storage: journal writes to Postgres again after %.1f s (%zu events queued)\n",
+                       std::chrono::duration<double>(last_io - down_since).count(), stats().queued);
+          down = false;
+        }
+        batch.clear();
+        batch_failed = false;
+        backoff = options_.backoff_initial;
+        continue;
+      }
+
+      // Failed: the batch stays as it is (same ids) and is retried on a new connection after a backoff.
+      if (conn) {
+        conn->discard();
+        conn.reset();
+      }
+      next_attempt = last_io + backoff;
+      backoff = std::min(backoff * 2, options_.backoff_max);
+      batch_failed = !batch.empty();
+      {
+        MutexLock lock(mu_);
+        if (!batch.empty()) ++write_errors_;
+        connected_ = false;
+        last_error_ = error;
+      }
+      if (!down) {
+        down = true;
+        down_since = last_io;
+        std::fprintf(stderr, "storage: journal cannot write: %s; retrying with backoff (%zu events queued)\n",
+                     error.c_str(), stats().queued);
+      }
+    }
+  }
+
+  /// A new writer connection: migrate the schema (once per journal), create the staging table.
+  void prepare_session(pqxx::connection& c) {
+    if (!migrated_) {
+      run_migrations(c);
+      migrated_ = true;
+    }
+    pqxx::nontransaction tx(c);
+    tx.exec(kCreateStaging);
+  }
+
+  void write_batch(pqxx::connection& c, const std::deque<JournalEvent>& batch) {
+    pqxx::work tx(c);
+    pqxx::stream_to copy(tx, "swarm_journal_in", kStagingColumns);
+    for (const JournalEvent& e : batch) {
+      copy << std::make_tuple(static_cast<std::int64_t>(e.id), std::string(to_string(e.kind)),
+                              static_cast<std::int64_t>(e.agent), clean_text(e.agent_type), e.at_us,
+                              clean_text(e.detail), bytea_hex(e.payload));
+    }
+    copy.complete();
+    tx.exec(kMergeStaging);
+    tx.commit();
+  }
+
+  static constexpr milliseconds kHeartbeat{1000};  // an idle writer checks its connection this often
+
+  // -- constant after construction ---
+  const PostgresJournalOptions options_;
+
+  // -- own synchronization ---
+  PgPool pool_;
+  std::thread writer_;
+
+  // -- writer thread only ---
+  bool migrated_ = false;
+
+  // -- guarded by mu_ ---
+  // Invariants: queue_.size() + in_flight_ <= options_.max_queue;
+  // accepted_ = written_ + queue_.size() + in_flight_; appended_ = accepted_ + dropped_.
+  mutable Mutex mu_;
+  CondVar work_cv_;  // writer waits: events, flush requests, stop
+  CondVar done_cv_;  // flush() waits: a batch committed
+  std::deque<JournalEvent> queue_ SWARM_GUARDED_BY(mu_);
+  std::size_t in_flight_ SWARM_GUARDED_BY(mu_) = 0;  // taken by the writer, not committed yet
+  std::uint64_t appended_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t accepted_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t written_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t dropped_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t batches_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t write_errors_ SWARM_GUARDED_BY(mu_) = 0;
+  std::uint64_t retries_ SWARM_GUARDED_BY(mu_) = 0;
+  int flush_waiters_ SWARM_GUARDED_BY(mu_) = 0;
+  bool stop_ SWARM_GUARDED_BY(mu_) = false;
+  bool connected_ SWARM_GUARDED_BY(mu_) = false;
+  std::string last_error_ SWARM_GUARDED_BY(mu_);
+  metrics::HistogramSnapshot flush_hist_ SWARM_GUARDED_BY(mu_);
+  std::vector<std::pair<metrics::Registry*, std::uint64_t>> callbacks_ SWARM_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+// -- factories ---
+
+Result<void> validate_postgres_dsn(const std::string& dsn) {
+  if (dsn.empty()) return unexpected(std::string("storage: invalid Postgres DSN: empty"));
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &error);
+  if (parsed == nullptr) {
+    std::string message = error != nullptr ? one_line(error) : "out of memory";
+    if (error != nullptr) PQfreemem(error);
+    return unexpected("storage: invalid Postgres DSN: " + message);
+  }
+  PQconninfoFree(parsed);
+  return {};
+}
+
+Result<std::unique_ptr<Journal>> make_postgres_journal(PostgresJournalOptions options) {
+  if (auto r = validate_postgres_dsn(options.dsn); !r) return unexpected(r.error());
+  const auto bad = [](const char* what) { return unexpected(std::string("storage: invalid journal options: ") + what); };
+  if (options.pool_max < 2) return bad("pool_max must be at least 2 (the writer keeps one connection)");
+  if (options.pool_min > options.pool_max) return bad("pool_min must not exceed pool_max");
+  if (options.max_queue == 0 || options.max_batch == 0) return bad("max_queue and max_batch must be positive");
+  if (options.backoff_initial.count() <= 0 || options.backoff_max < options.backoff_initial) {
+    return bad("backoff_initial must be positive and at most backoff_max");
+  }
+  if (options.acquire_timeout.count() < 0 || options.max_delay.count() < 0 || options.close_timeout.count() < 0) {
+    return bad("timeouts must not be negative");
+  }
+  return std::unique_ptr<Journal>(std::make_unique<PostgresJournal>(std::move(options)));
+}
+
+Result<int> migrate_postgres_journal(const std::string& dsn) {
+  if (auto r = validate_postgres_dsn(dsn); !r) return unexpected(r.error());
+  try {
+    pqxx::connection c(dsn);
+    return run_migrations(c);
+  } catch (const std::exception& e) {
+    return unexpected("storage: journal migration failed: " + one_line(e.what()));
+  }
+}
+
+}  // namespace swarm::storage

@@ -1,0 +1,441 @@
+// The Postgres journal and its pool against a real server (a throwaway
+// cluster on 127.0.0.1, see support/postgres_server.hpp): migrations, bulk
+// writes from several threads, queries, the pool's limits and repairs, and
+// the faults that matter — the server crashing mid-run and being down at start.
+// Every wait polls with a generous deadline (a loaded 2-core machine), never a fixed sleep.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <pqxx/connection>
+#include <pqxx/except>
+#include <pqxx/nontransaction>
+#include <pqxx/transaction>
+#include <thread>
+
+#include "metrics/registry.hpp"
+#include "storage/journal.hpp"
+#include "storage/pg_pool.hpp"
+#include "tests/support/postgres_server.hpp"
+
+// libpqxx 6.4 leaks one PGresult (~2 KB) each time it meets a connection the
+// server closed (connection_base::encoding_id throws before PQclear; fixed in
+// libpqxx 7, jtv/libpqxx#500). The tests break connections on purpose.
+#if defined(__SANITIZE_ADDRESS__)
+extern "C" const char* __lsan_default_suppressions() { return "leak:libpqxx-6.4.so\n"; }
+#endif
+
+namespace swarm::storage {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr auto kPatience = 60s;  // for anything that should take well under a second
+
+// Polls `done` every 10 ms until it holds or `patience` passes.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds patience = kPatience) {
+  const auto deadline = Clock::now() + patience;
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+std::int64_t scalar(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  return tx.exec(sql)[0][0].as<std::int64_t>();
+}
+
+JournalEvent event(EventKind kind, std::uint64_t agent, std::string type, std::int64_t at_us,
+                   std::string detail = "", std::string payload = "") {
+  return {.kind = kind,
+          .agent = agent,
+          .agent_type = std::move(type),
+          .at_us = at_us,
+          .detail = std::move(detail),
+          .payload = std::move(payload)};
+}
+
+std::unique_ptr<Journal> journal(PostgresJournalOptions options) {
+  auto j = make_postgres_journal(std::move(options));
+  if (!j) throw std::runtime_error(j.error());
+  return std::move(*j);
+}
+
+// One cluster per test process; each test gets its own database.
+class PostgresJournalTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new test::PostgresServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    db_ = "t_" + std::string(info->name());
+    for (char& c : db_) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    server_->psql("CREATE DATABASE " + db_);
+    dsn_ = server_->dsn(db_);
+  }
+  std::int64_t count(const std::string& sql) const { return scalar(dsn_, sql); }
+
+  static test::PostgresServer* server_;
+  std::string db_, dsn_;
+};
+test::PostgresServer* PostgresJournalTest::server_ = nullptr;
+
+// -- migrations ---
+
+TEST_F(PostgresJournalTest, MigrationsCreateTheSchemaAndReRunAsNoOps) {
+  auto first = migrate_postgres_journal(dsn_);
+  ASSERT_TRUE(first) << first.error();
+  EXPECT_EQ(*first, 1);
+  auto again = migrate_postgres_journal(dsn_);
+  ASSERT_TRUE(again) << again.error();
+  EXPECT_EQ(*again, 0);
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_schema_version"), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM information_schema.columns WHERE table_name = 'swarm_journal'"), 7);
+  EXPECT_EQ(count("SELECT count(*) FROM pg_indexes WHERE tablename = 'swarm_journal'"), 4);  // pkey + 3
+  // A journal on a migrated database migrates nothing more.
+  auto j = journal({.dsn = dsn_});
+  ASSERT_TRUE(eventually([&] { return bool(j->ready()); }));
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_schema_version"), 1);
+}
+
+TEST_F(PostgresJournalTest, TwoProcessesMigratingAtOnceApplyEachMigrationOnce) {
+  Result<int> a = 0, b = 0;
+  std::thread ta([&] { a = migrate_postgres_journal(dsn_); });
+  std::thread tb([&] { b = migrate_postgres_journal(dsn_); });
+  ta.join();
+  tb.join();
+  ASSERT_TRUE(a) << a.error();
+  ASSERT_TRUE(b) << b.error();
+  EXPECT_EQ(*a + *b, 1);
+}
+
+// -- writing ---
+
+TEST_F(PostgresJournalTest, HundredThousandEventsFromTwoThreadsAreWrittenExactlyOnce) {
+  auto j = journal({.dsn = dsn_});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50'000; ++i) {
+        j->append(event(EventKind::message, static_cast<std::uint64_t>(t * 1000 + i % 100), "load", 0, "load.tick",
+                        "payload"));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal"), 100'000);
+  EXPECT_EQ(count("SELECT count(DISTINCT event_id) FROM swarm_journal"), 100'000);
+  const JournalStats s = j->stats();
+  EXPECT_EQ(s.appended, 100'000u);
+  EXPECT_EQ(s.written, 100'000u);
+  EXPECT_EQ(s.dropped, 0u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_GE(s.batches, 10u);  // max_batch = 10'000
+  EXPECT_TRUE(s.connected);
+}
+
+TEST_F(PostgresJournalTest, ARetriedEventWithTheSameIdIsStoredOnce) {
+  auto j = journal({.dsn = dsn_});
+  JournalEvent e = event(EventKind::crashed, 5, "w", 1000, "boom");
+  e.id = next_event_id();
+  j->append(e);
+  ASSERT_TRUE(j->flush(kPatience));
+  j->append(e);  // a second batch with the same id
+  ASSERT_TRUE(j->flush(kPatience));
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal"), 1);
+}
+
+TEST_F(PostgresJournalTest, EveryFieldRoundTripsExactly) {
+  auto j = journal({.dsn = dsn_});
+  std::string bytes;
+  for (int c = 0; c < 256; ++c) bytes += static_cast<char>(c);
+  JournalEvent e = event(EventKind::message, ~std::uint64_t{0} - 1, "type\twith\ttabs", 1'700'000'000'123'457,
+                         "topic\\with\nnewline \"quotes\" and ünïcödé", bytes);
+  e.id = (std::uint64_t{0xFFFFFF} << 40) | 12345;  // the high bit set: negative as bigint
+  j->append(e);
+  ASSERT_TRUE(j->flush(kPatience));
+  auto h = j->history(e.agent);
+  ASSERT_TRUE(h) << h.error();
+  ASSERT_EQ(h->size(), 1u);
+  EXPECT_EQ((*h)[0], e);
+}
+
+TEST_F(PostgresJournalTest, TextThatIsNotUtf8IsCleanedInsteadOfFailingTheBatch) {
+  auto j = journal({.dsn = dsn_});
+  j->append(event(EventKind::crashed, 9, "bad\xff", 10, std::string("nul\0byte", 8)));
+  j->append(event(EventKind::crashed, 9, "fine", 20, "ok"));
+  ASSERT_TRUE(j->flush(kPatience));
+  auto h = j->history(9);
+  ASSERT_TRUE(h) << h.error();
+  ASSERT_EQ(h->size(), 2u);
+  EXPECT_EQ((*h)[0].agent_type, "bad\xEF\xBF\xBD");
+  EXPECT_EQ((*h)[0].detail, "nul\xEF\xBF\xBD"
+                            "byte");
+  EXPECT_EQ((*h)[1].detail, "ok");
+}
+
+// -- queries ---
+
+TEST_F(PostgresJournalTest, HistoryAndCrashesReturnTheRightEventsInTheRightOrder) {
+  auto j = journal({.dsn = dsn_});
+  j->append(event(EventKind::exited, 7, "worker", 4000, "done"));
+  j->append(event(EventKind::spawned, 7, "worker", 1000));
+  j->append(event(EventKind::crashed, 7, "worker", 2000, "boom"));
+  j->append(event(EventKind::restarted, 7, "worker", 3000));
+  j->append(event(EventKind::crashed, 8, "parser", 2500, "bad input"));
+  j->append(event(EventKind::crashed, 9, "worker", 5000, "late"));
+  ASSERT_TRUE(j->flush(kPatience));
+
+  auto h = j->history(7);
+  ASSERT_TRUE(h) << h.error();
+  ASSERT_EQ(h->size(), 4u);
+  EXPECT_EQ((*h)[0].kind, EventKind::spawned);
+  EXPECT_EQ((*h)[1].kind, EventKind::crashed);
+  EXPECT_EQ((*h)[2].kind, EventKind::restarted);
+  EXPECT_EQ((*h)[3].detail, "done");
+  auto unlimited = j->history(7, SIZE_MAX);
+  ASSERT_TRUE(unlimited) << unlimited.error();
+  EXPECT_EQ(unlimited->size(), 4u);
+  auto first_two = j->history(7, 2);
+  ASSERT_TRUE(first_two);
+  ASSERT_EQ(first_two->size(), 2u);
+  EXPECT_EQ((*first_two)[1].at_us, 2000);
+
+  auto workers = j->crashes("worker", 2000, 5000);  // half-open: 5000 excluded
+  ASSERT_TRUE(workers) << workers.error();
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ((*workers)[0].detail, "boom");
+  auto any = j->crashes("", 0, 10'000);
+  ASSERT_TRUE(any) << any.error();
+  ASSERT_EQ(any->size(), 3u);
+  EXPECT_EQ((*any)[0].detail, "late");
+  EXPECT_EQ((*any)[1].detail, "bad input");
+  EXPECT_EQ((*any)[2].detail, "boom");
+  auto newest = j->crashes("", 0, 10'000, 1);
+  ASSERT_TRUE(newest);
+  ASSERT_EQ(newest->size(), 1u);
+  EXPECT_EQ((*newest)[0].detail, "late");
+}
+
+TEST_F(PostgresJournalTest, MetricsShowTheJournalAndItsPool) {
+  metrics::Registry registry;  // outlives the journal
+  auto j = journal({.dsn = dsn_});
+  j->export_metrics(registry);
+  for (int i = 0; i < 10; ++i) j->append(event(EventKind::spawned, 1, "w", 0));
+  ASSERT_TRUE(j->flush(kPatience));
+  ASSERT_TRUE(j->history(1));
+  const std::string text = registry.render();
+  for (const char* series :
+       {"swarm_journal_queued{backend=\"postgres\"} 0", "swarm_journal_written_total{backend=\"postgres\"} 10",
+        "swarm_journal_dropped_total{backend=\"postgres\"} 0", "swarm_journal_write_errors_total{backend=\"postgres\"} 0",
+        "swarm_journal_flush_seconds_count{backend=\"postgres\"}", "swarm_pg_pool_connections{backend=\"postgres\",state=\"in_use\"} 1",
+        "swarm_pg_pool_connections{backend=\"postgres\",state=\"idle\"}", "swarm_pg_pool_max{backend=\"postgres\"} 16",
+        "swarm_pg_pool_acquire_wait_seconds_bucket{backend=\"postgres\"", "swarm_pg_pool_acquire_timeouts_total{backend=\"postgres\"} 0",
+        "swarm_pg_pool_reconnects_total{backend=\"postgres\"} 0"}) {
+    EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
+  }
+}
+
+// -- pool ---
+
+TEST_F(PostgresJournalTest, PoolAcquireTimesOutWhenEveryConnectionIsLeased) {
+  PgPool pool({.dsn = dsn_, .min_size = 0, .max_size = 2});
+  auto a = pool.acquire();
+  auto b = pool.acquire();
+  ASSERT_TRUE(a) << a.error();
+  ASSERT_TRUE(b) << b.error();
+  auto c = pool.acquire(100ms);
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error(), "storage: Postgres pool exhausted: all 2 connections stayed in use for 100 ms");
+  EXPECT_EQ(pool.stats().acquire_timeouts, 1u);
+  EXPECT_EQ(pool.stats().in_use, 2u);
+  // A waiter gets the connection another thread returns.
+  std::optional<PgPool::Lease> held(std::move(*a));
+  std::thread giver([&] { held.reset(); });
+  auto d = pool.acquire(kPatience);
+  giver.join();
+  ASSERT_TRUE(d) << d.error();
+  pqxx::nontransaction tx(**d);
+  EXPECT_EQ(tx.exec("SELECT 41 + 1")[0][0].as<int>(), 42);
+}
+
+TEST_F(PostgresJournalTest, PoolReplacesAConnectionTheServerClosedWhileIdle) {
+  PgPool pool({.dsn = dsn_, .min_size = 1, .max_size = 2, .check_after_idle = 0ms});
+  ASSERT_EQ(pool.warm_up(), 1u);
+  int pid = 0;
+  {
+    auto lease = pool.acquire();
+    ASSERT_TRUE(lease) << lease.error();
+    pid = (*lease)->backendpid();
+  }
+  server_->psql("SELECT pg_terminate_backend(" + std::to_string(pid) + ")", db_);
+  ASSERT_TRUE(eventually([&] {
+    return count("SELECT count(*) FROM pg_stat_activity WHERE pid = " + std::to_string(pid)) == 0;
+  }));
+  auto lease = pool.acquire();  // the health check finds it dead and opens another
+  ASSERT_TRUE(lease) << lease.error();
+  EXPECT_NE((*lease)->backendpid(), pid);
+  pqxx::nontransaction tx(**lease);
+  EXPECT_EQ(tx.exec("SELECT 1")[0][0].as<int>(), 1);
+  const PgPoolStats s = pool.stats();
+  EXPECT_EQ(s.discarded, 1u);
+  EXPECT_EQ(s.reconnects, 1u);
+}
+
+TEST_F(PostgresJournalTest, PoolDiscardsAConnectionThatBrokeDuringALease) {
+  PgPool pool({.dsn = dsn_, .min_size = 0, .max_size = 1, .check_after_idle = 1h});
+  int pid = 0;
+  {
+    auto lease = pool.acquire();
+    ASSERT_TRUE(lease) << lease.error();
+    pid = (*lease)->backendpid();
+    server_->psql("SELECT pg_terminate_backend(" + std::to_string(pid) + ")", db_);
+    EXPECT_THROW(
+        {
+          pqxx::nontransaction tx(**lease);
+          tx.exec("SELECT 1");
+        },
+        pqxx::broken_connection);
+    lease->discard();
+  }
+  auto lease = pool.acquire();
+  ASSERT_TRUE(lease) << lease.error();
+  EXPECT_NE((*lease)->backendpid(), pid);
+  EXPECT_EQ(pool.stats().reconnects, 1u);
+}
+
+TEST(PgPoolWithoutServer, AcquireIsAnErrorNotACrash) {
+  PgPool pool({.dsn = "host=127.0.0.1 port=1 connect_timeout=2", .max_size = 2});
+  EXPECT_EQ(pool.warm_up(), 0u);
+  auto lease = pool.acquire(100ms);
+  ASSERT_FALSE(lease);
+  EXPECT_EQ(lease.error().rfind("storage: cannot connect to Postgres: ", 0), 0u) << lease.error();
+  EXPECT_EQ(pool.stats().in_use, 0u);
+  EXPECT_GE(pool.stats().connect_errors, 2u);
+}
+
+// -- faults (fsync on: what was committed must survive a crash) ---
+
+// Appends ~20k events/s on its own thread until stopped.
+struct Appender {
+  Journal& journal;
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> appended{0};
+  std::thread thread;
+
+  explicit Appender(Journal& j) : journal(j) {
+    thread = std::thread([this] {
+      std::uint64_t i = 0;
+      while (!stop.load()) {
+        for (int k = 0; k < 20; ++k, ++i) {
+          journal.append(event(i % 10 == 0 ? EventKind::crashed : EventKind::message, i % 500, "load", 0, "t"));
+        }
+        appended += 20;
+        std::this_thread::sleep_for(1ms);
+      }
+    });
+  }
+  ~Appender() { finish(); }
+  void finish() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+};
+
+void crash_mid_run(std::size_t max_queue, bool expect_drops) {
+  test::PostgresServer pg({.fsync = true});
+  const std::string dsn = pg.dsn();
+  metrics::Registry registry;  // outlives the journal
+  auto j = journal({.dsn = dsn,
+                    .max_queue = max_queue,
+                    .max_batch = 1000,
+                    .backoff_initial = 20ms,
+                    .backoff_max = 500ms,
+                    .close_timeout = 1s});
+  j->export_metrics(registry);
+  Appender appender(*j);
+  ASSERT_TRUE(eventually([&] { return j->stats().written >= 5000; })) << "no writes before the crash";
+
+  pg.stop(/*immediate=*/true);
+  ASSERT_TRUE(eventually([&] { return !j->ready(); })) << "ready() never noticed the crash";
+  EXPECT_NE(j->ready().error().find("Postgres"), std::string::npos) << j->ready().error();
+  // The queue grows while the server is down, and never beyond max_queue.
+  const std::size_t target = expect_drops ? max_queue : 5000;
+  std::size_t most = 0;
+  ASSERT_TRUE(eventually([&] {
+    most = std::max(most, j->stats().queued);
+    EXPECT_LE(j->stats().queued, max_queue);
+    return most >= target && (!expect_drops || j->stats().dropped > 0);
+  }));
+  EXPECT_FALSE(j->stats().connected);
+
+  pg.start();
+  ASSERT_TRUE(eventually([&] { return bool(j->ready()); })) << j->ready().error();
+  appender.finish();
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+
+  const JournalStats s = j->stats();
+  EXPECT_EQ(s.appended, appender.appended.load());
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_GE(s.write_errors, 1u);
+  if (expect_drops) {
+    EXPECT_GT(s.dropped, 0u);
+  } else {
+    EXPECT_EQ(s.dropped, 0u);
+  }
+  const auto rows = scalar(dsn, "SELECT count(*) FROM swarm_journal");
+  EXPECT_EQ(rows, static_cast<std::int64_t>(s.appended - s.dropped));
+  EXPECT_EQ(scalar(dsn, "SELECT count(DISTINCT event_id) FROM swarm_journal"), rows);
+  EXPECT_EQ(s.written, s.appended - s.dropped);
+  const std::string text = registry.render();
+  EXPECT_NE(text.find("swarm_journal_dropped_total{backend=\"postgres\"} " + std::to_string(s.dropped)),
+            std::string::npos)
+      << text;
+}
+
+TEST(PostgresJournalFault, ACrashMidRunLosesAndDuplicatesNothing) {
+  crash_mid_run(/*max_queue=*/1'000'000, /*expect_drops=*/false);
+}
+
+TEST(PostgresJournalFault, ACrashWithASmallQueueCountsEveryDrop) {
+  crash_mid_run(/*max_queue=*/2000, /*expect_drops=*/true);
+}
+
+TEST(PostgresJournalFault, AServerDownAtStartIsCaughtUpWhenItComes) {
+  test::PostgresServer pg({.fsync = true});
+  pg.stop();
+  auto j = journal({.dsn = pg.dsn(), .backoff_initial = 20ms, .backoff_max = 500ms, .close_timeout = 1s});
+  for (int i = 0; i < 1000; ++i) j->append(event(EventKind::spawned, static_cast<std::uint64_t>(i), "w", 0));
+  auto ready = j->ready();
+  ASSERT_FALSE(ready);
+  EXPECT_FALSE(j->flush(200ms));
+  EXPECT_EQ(j->stats().queued, 1000u);
+  auto h = j->history(1);
+  ASSERT_FALSE(h);
+  EXPECT_NE(h.error().find("cannot connect to Postgres"), std::string::npos) << h.error();
+
+  pg.start();
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  EXPECT_TRUE(j->ready());
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal"), 1000);
+  auto after = j->history(1);
+  ASSERT_TRUE(after) << after.error();
+  EXPECT_EQ(after->size(), 1u);
+}
+
+}  // namespace
+}  // namespace swarm::storage
