@@ -439,6 +439,14 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
       std::fprintf(stderr, "swarm: %s %s: on_stop threw\n", core.type->name.c_str(), to_string(self).c_str());
     }
   }
+  // Recorded before closing, so whoever sees the agent dead also sees why.
+  if (reason.abnormal()) {
+    core.type->crashes.inc();
+    crashed_.fetch_add(1, std::memory_order_relaxed);
+    MutexLock lock(mu_);
+    crashes_.push_back({self, core.type->name, reason, std::chrono::system_clock::now()});
+    if (crashes_.size() > kCrashLogSize) crashes_.pop_front();
+  }
   // Close: no reservation succeeds from here on; drain what was reserved.
   Slot& slot = table_.at(self.index);
   // seq_cst, like subscribed_: pairs with the checks in subscribe().
@@ -465,13 +473,6 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   }
   for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
   if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
-  if (reason.abnormal()) {
-    core.type->crashes.inc();
-    crashed_.fetch_add(1, std::memory_order_relaxed);
-    MutexLock lock(mu_);
-    crashes_.push_back({self, core.type->name, reason, std::chrono::system_clock::now()});
-    if (crashes_.size() > kCrashLogSize) crashes_.pop_front();
-  }
   const AgentTypeInfo& type = *core.type;
   type.destroy(agent, type);
   table_.recycle(self.index);
