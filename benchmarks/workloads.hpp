@@ -5,6 +5,7 @@
 // memory and allocator state start clean.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <future>
 #include <optional>
@@ -20,6 +21,11 @@ struct WorkloadParams {
   enum class Pooling { runtime_default, on, off } pooling = Pooling::runtime_default;  // Swarm's agent pools
   bool telemetry = true;  // Swarm's metrics and latency sampling (off: for overhead figures)
   int profile_hz = 0;     // > 0: the built-in CPU profiler samples at this rate during the run
+  // Storage workloads (S1, S2): the server, and batching (0 = the backend's default).
+  std::string redis_url = {};     // S1: redis://HOST:PORT
+  std::string postgres_dsn = {};  // S2: libpq DSN
+  std::size_t batch = 0;          // S1/S2 on swarm: max batch; raw: the batch size
+  int max_delay_ms = 0;           // S1/S2 on swarm: the store's max delay
 };
 
 std::string_view to_string(WorkloadParams::Pooling);
@@ -46,6 +52,19 @@ RunResult swarm_w3(const WorkloadParams&);
 RunResult swarm_w4(const WorkloadParams&);
 RunResult swarm_w5(const WorkloadParams&);
 RunResult swarm_w6(const WorkloadParams&);
+
+// S1 state flush: `scale` (standard 1M) keys each get one 128-byte state put
+//    into Swarm's Redis StateStore, then flush() returns; value = states/s.
+//    raw: the same HSETs through one hiredis connection in pipelines of `batch`
+//    (default 1024). Both start from an empty database (FLUSHDB first).
+// S2 journal: `scale` (standard 1M) events with a 64-byte payload appended to
+//    Swarm's Postgres journal, then flush() returns; value = events/s.
+//    raw: the same rows through pqxx::stream_to COPY batches of `batch`
+//    (default 10,000) on one connection. Both start from an empty table.
+RunResult swarm_s1(const WorkloadParams&);
+RunResult raw_s1(const WorkloadParams&);
+RunResult swarm_s2(const WorkloadParams&);
+RunResult raw_s2(const WorkloadParams&);
 
 RunResult caf_w1(const WorkloadParams&);
 RunResult caf_w2(const WorkloadParams&);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "runtime/persistence.hpp"
 
 namespace swarm::metrics {
 class Registry;
@@ -64,8 +65,9 @@ struct JournalStats {
   bool connected = false;          // the writer holds a working connection
 };
 
-/// A journal of agent history. Thread-safe.
-class Journal {
+/// A journal of agent history. Thread-safe. As a LifecycleSink it takes the
+/// runtime's lifecycle events (RuntimeConfig::lifecycle).
+class Journal : public LifecycleSink {
  public:
   /// Flushes what it can within a bounded time (PostgresJournalOptions::close_timeout), then stops.
   virtual ~Journal() = default;
@@ -75,14 +77,16 @@ class Journal {
   virtual void append(JournalEvent event) = 0;
   /// Returns when everything appended before the call is durable, or an error
   /// after `timeout` saying how many events are still queued and why.
-  virtual Result<void> flush(std::chrono::milliseconds timeout) = 0;
+  Result<void> flush(std::chrono::milliseconds timeout) override = 0;
+  /// append() of the runtime's event.
+  void record(const LifecycleEvent& event) noexcept override;
   /// The oldest `limit` events of `agent`, oldest first.
   virtual Result<std::vector<JournalEvent>> history(std::uint64_t agent, std::size_t limit = 1000) = 0;
   /// Crashes of agents of `type` (empty = any type) with from_us <= at_us < to_us, newest first.
   virtual Result<std::vector<JournalEvent>> crashes(std::string_view type, std::int64_t from_us, std::int64_t to_us,
                                                     std::size_t limit = 1000) = 0;
   /// For /readyz: OK, or why the journal cannot write now.
-  virtual Result<void> ready() const = 0;
+  Result<void> ready() const override = 0;
   virtual JournalStats stats() const = 0;
   /// Adds a scrape callback with the journal's series (label backend="postgres"|"memory"):
   /// swarm_journal_queued, swarm_journal_written_total, swarm_journal_dropped_total,

@@ -56,6 +56,15 @@ std::uint64_t EventIdGenerator::next() noexcept {
   }
 }
 
+void Journal::record(const LifecycleEvent& event) noexcept {
+  static_assert(static_cast<int>(LifecycleEvent::Kind::message) == static_cast<int>(EventKind::message));
+  append({.kind = static_cast<EventKind>(event.kind),
+          .agent = event.agent,
+          .agent_type = std::string(event.agent_type),
+          .detail = std::string(event.detail),
+          .payload = std::string(event.payload)});
+}
+
 std::uint64_t next_event_id() noexcept {
   static EventIdGenerator generator;
   return generator.next();
