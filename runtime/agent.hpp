@@ -22,6 +22,7 @@
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.hpp"
 #include "router/router.hpp"
@@ -75,6 +76,10 @@ struct AgentExtras {
   };
   ExitReason exit;
   std::unordered_map<std::uint64_t, PendingAsk> asks;
+  // Persistence (Agent::persist_as).
+  std::string state_key;
+  std::uint64_t state_version = 0;  // of the last snapshot stored or restored
+  std::vector<Node*> held;          // user messages that arrived before the restore
 };
 
 // Runtime-owned fields of every agent.
@@ -88,6 +93,8 @@ struct AgentCore {
   std::atomic<bool> pop_lock{false};  // drop_oldest only: serializes pops with evicting senders
   bool supervises = false;     // agents it spawns get it as parent
   bool exiting = false;
+  bool restoring = false;      // persistent: waiting for its stored state (user messages are held)
+  bool dirty = false;          // persistent: snapshot after the current activation
   std::uint32_t path = 0;      // telemetry: supervisor-path id (0: top level)
   std::uint64_t next_request_id = 0;
   std::unique_ptr<AgentExtras> extras;
@@ -123,6 +130,19 @@ class Agent {
   virtual void on_shutdown_request() { stop({ExitKind::shutdown, {}}); }
   /// Runtime-internal requests addressed to this agent (supervisor commands).
   virtual void on_control(Message& msg) { (void)msg; }
+
+  // -- persistence: only for agents that call persist_as() ---
+
+  /// The state to store. Called on this agent's worker after an activation
+  /// that called mark_dirty(), and when it exits normally or shuts down
+  /// while dirty (not after a crash or kill: the last stored state stands).
+  virtual std::string snapshot() const { return {}; }
+  /// The last stored state of this agent's key, before on_start and before
+  /// any message; not called when the key has none. Throwing crashes the agent.
+  virtual void restore(std::string_view state, std::uint64_t version) {
+    (void)state;
+    (void)version;
+  }
 
  protected:
   // -- actions: only from this agent's own handlers ---
@@ -181,6 +201,17 @@ class Agent {
 
   /// Agents whose spawned children report their exits here (supervisors).
   void set_supervising(bool on) noexcept { core_.supervises = on; }
+
+  /// Makes this agent persistent under `key` (stable across restarts and
+  /// processes, e.g. "order-42"). Call it from the constructor. The runtime
+  /// then loads the key's state from RuntimeConfig::state_store and calls
+  /// restore() before on_start and before any message; messages that arrive
+  /// meanwhile wait (up to the mailbox capacity, then dropped as mailbox_full).
+  /// Spawning throws std::logic_error when no state_store is configured.
+  void persist_as(std::string key);
+  /// Schedules a write-behind snapshot once the current activation ends
+  /// (many marks, one snapshot). Only for persistent agents.
+  void mark_dirty() noexcept { core_.dirty = true; }
 
  private:
   friend class Runtime;

@@ -80,6 +80,14 @@ Result<void> RuntimeConfig::validate() const {
   if (!t.admin.empty()) {
     if (auto a = metrics::parse_admin_address(t.admin); !a) return unexpected("runtime: telemetry.admin: " + a.error());
   }
+  if (!audit_topics.empty() && !lifecycle) {
+    return unexpected(std::string("runtime: audit_topics needs a lifecycle sink (set lifecycle, e.g. a journal)"));
+  }
+  for (const std::string& pattern : audit_topics) {
+    if (auto r = router::validate_pattern(pattern, {router.max_topic_bytes, router.max_tokens}); !r) {
+      return unexpected("runtime: audit_topics: '" + pattern + "': " + r.error());
+    }
+  }
   return {};
 }
 

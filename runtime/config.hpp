@@ -6,11 +6,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.hpp"
 #include "router/router.hpp"
+#include "runtime/persistence.hpp"
 
 namespace swarm {
 
@@ -79,6 +82,15 @@ struct RuntimeConfig {
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};
+  /// Where persistent agents' state goes (storage::make_memory_state_store(),
+  /// make_redis_state_store()); none: agents cannot persist_as().
+  std::shared_ptr<StateStore> state_store;
+  /// Receives spawned/exited/crashed/restarted events and audited messages
+  /// (a storage::Journal); none: no history is kept.
+  std::shared_ptr<LifecycleSink> lifecycle;
+  /// Topic patterns whose published messages go to `lifecycle` as `message`
+  /// events (the message audit log). REQUIRES: lifecycle is set.
+  std::vector<std::string> audit_topics;
 
   /// OK, or an error that names the first bad field and its allowed values.
   Result<void> validate() const;

@@ -73,6 +73,7 @@ enum class SystemKind : std::uint8_t {
   reply,         // answer to an ask
   ask_timeout,   // an ask's timer fired
   control,       // addressed to a runtime-internal handler (supervisor commands)
+  restore,       // a persistent agent's stored state arrived (status: RestoreStatus)
 };
 
 /// What a handler receives. Owned by the runtime; valid during the handler.

@@ -15,6 +15,12 @@
 namespace swarm {
 
 namespace detail {
+// Lets a storage thread answer a load after the runtime is gone.
+struct RuntimeLink {
+  Mutex mu;
+  Runtime* rt SWARM_GUARDED_BY(mu) = nullptr;
+};
+
 unsigned next_type_id() {
   static std::atomic<unsigned> next{0};
   return next.fetch_add(1, std::memory_order_relaxed);
@@ -120,6 +126,16 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 
 Runtime::Runtime(RuntimeConfig config)
     : config_(validated(config)), workers_(config_.workers), router_(config_.router) {
+  link_ = std::make_shared<detail::RuntimeLink>();
+  {
+    MutexLock lock(link_->mu);
+    link_->rt = this;
+  }
+  for (const std::string& pattern : config_.audit_topics) {
+    if (auto r = router_.subscribe(pattern, {&audit_endpoint_, 0}); !r) {
+      throw std::invalid_argument("runtime: audit_topics: '" + pattern + "': " + r.error());
+    }
+  }
   telemetry_ = std::make_unique<detail::Telemetry>(*this, config_.telemetry);
   timers_ = std::make_unique<detail::TimerWheel>(
       config_.timer_tick, [this](const detail::TimerEntry& t) { return fire_timer(t); }, telemetry_->timer_lag);
@@ -169,6 +185,13 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
     core.path = telemetry_->child_path(p.agent.load(std::memory_order_acquire)->core_.path,
                                        p.type_id.load(std::memory_order_relaxed));
   }
+  const bool persistent = core.extras && !core.extras->state_key.empty();
+  if (persistent && !config_.state_store) {
+    std::string key = core.extras->state_key;
+    type.destroy(agent, type);
+    throw std::logic_error("swarm: " + type.name + " persists as '" + key +
+                           "' but RuntimeConfig::state_store is not set");
+  }
   AgentRef ref;
   try {
     ref = table_.reserve(agent, type.mailbox);
@@ -182,8 +205,20 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
   slot.queueing_delay_us.store(0, std::memory_order_relaxed);
   live_.fetch_add(1, std::memory_order_relaxed);
   spawned_.fetch_add(1, std::memory_order_relaxed);
+  std::string key;
+  if (persistent) {
+    core.restoring = true;  // before open(): a worker must see it with the first message
+    key = core.extras->state_key;
+  }
   table_.open(ref);
-  if (type.has_on_start) deliver_system(ref, SystemKind::start);
+  if (persistent) {
+    load_state(ref, std::move(key));  // on_start runs after the restore
+  } else if (type.has_on_start) {
+    deliver_system(ref, SystemKind::start);
+  }
+  if (config_.lifecycle) {
+    record(detail::t_restarting ? LifecycleEvent::Kind::restarted : LifecycleEvent::Kind::spawned, ref, type.name, {});
+  }
   if (clock != 0) telemetry_->spawn_time.observe_ns(detail::now_ns() - clock);
   return ref;
 }
@@ -369,6 +404,7 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
   // Before the subtraction (whose release publishes it): a sender may briefly
   // count handled messages as queued, never the other way round.
   slot.handled.store(0, std::memory_order_relaxed);
+  if (core.dirty && !core.exiting) [[unlikely]] save_state(agent);
   if (core.exiting) {
     finish_exit(agent, processed);
     return false;
@@ -391,7 +427,13 @@ void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
   Message& m = e->msg;
   try {
     switch (m.system) {
-      case SystemKind::user: agent->on_message(m); break;
+      case SystemKind::user:
+        if (agent->core_.restoring) [[unlikely]] {
+          hold(agent, e);
+          return;
+        }
+        agent->on_message(m);
+        break;
       case SystemKind::start: agent->on_start(); break;
       case SystemKind::stop: agent->on_shutdown_request(); break;
       case SystemKind::kill: begin_exit(agent, {ExitKind::killed, "killed"}); break;
@@ -405,6 +447,7 @@ void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
       case SystemKind::reply:
       case SystemKind::ask_timeout: complete_ask(agent, m); break;
       case SystemKind::control: agent->on_control(m); break;
+      case SystemKind::restore: finish_restore(agent, m); break;
     }
   } catch (const std::exception& ex) {
     begin_exit(agent, {ExitKind::crashed, ex.what()});
@@ -439,7 +482,18 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
       std::fprintf(stderr, "swarm: %s %s: on_stop threw\n", core.type->name.c_str(), to_string(self).c_str());
     }
   }
+  // A clean exit stores the newest state; after a crash the last stored one stands.
+  if (core.dirty && !reason.abnormal()) save_state(agent);
   // Recorded before closing, so whoever sees the agent dead also sees why.
+  if (config_.lifecycle) {
+    if (reason.kind == ExitKind::crashed) {
+      record(LifecycleEvent::Kind::crashed, self, core.type->name, reason.detail);
+    } else {
+      std::string detail(to_string(reason.kind));
+      if (!reason.detail.empty() && reason.detail != detail) detail += ": " + reason.detail;
+      record(LifecycleEvent::Kind::exited, self, core.type->name, detail);
+    }
+  }
   if (reason.abnormal()) {
     core.type->crashes.inc();
     crashed_.fetch_add(1, std::memory_order_relaxed);
@@ -461,15 +515,11 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
       continue;
     }
     --left;
-    Message& m = e->msg;
-    if (m.system == SystemKind::user) {
-      count_drop(DropReason::dead_agent);
-      if (m.is_request()) {
-        deliver_system(m.sender, SystemKind::reply, self, {}, m.request_id,
-                       static_cast<std::uint8_t>(AskStatus::dead_agent));
-      }
-    }
-    detail::free_envelope(e);
+    drop_undelivered(e, DropReason::dead_agent);
+  }
+  if (core.extras) {
+    for (detail::Node* n : core.extras->held) drop_undelivered(static_cast<Envelope*>(n), DropReason::dead_agent);
+    core.extras->held.clear();
   }
   for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
   if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
@@ -479,6 +529,113 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   exited_.fetch_add(1, std::memory_order_relaxed);
   live_.fetch_sub(1, std::memory_order_release);
 }
+
+// Frees a message nobody will handle: a user message is counted, an ask answered.
+void Runtime::drop_undelivered(Envelope* e, DropReason reason) noexcept {
+  Message& m = e->msg;
+  if (m.system == SystemKind::user) {
+    count_drop(reason);
+    if (m.is_request()) {
+      const AskStatus status = reason == DropReason::mailbox_full ? AskStatus::mailbox_full : AskStatus::dead_agent;
+      deliver_system(m.sender, SystemKind::reply, {}, {}, m.request_id, static_cast<std::uint8_t>(status));
+    }
+  }
+  detail::free_envelope(e);
+}
+
+void Runtime::record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type,
+                     std::string_view detail, std::string_view payload) noexcept {
+  config_.lifecycle->record({kind, agent.bits(), type, detail, payload});
+}
+
+// -- persistence ---
+
+namespace detail {
+thread_local bool t_restarting = false;
+
+}  // namespace detail
+
+void Agent::persist_as(std::string key) {
+  if (key.empty()) throw std::invalid_argument("swarm: persist_as: the state key is empty");
+  if (!core_.extras) core_.extras = std::make_unique<detail::AgentExtras>();
+  core_.extras->state_key = std::move(key);
+}
+
+namespace {
+enum RestoreStatus : std::uint8_t { kRestoreFound, kRestoreNone, kRestoreFailed };
+}  // namespace
+
+void Runtime::load_state(AgentRef agent, std::string key) {
+  config_.state_store->load(std::move(key), [link = link_, agent](Result<std::optional<StoredState>> r) {
+    Payload payload;
+    std::uint64_t version = 0;
+    RestoreStatus status = kRestoreNone;
+    if (!r) {
+      status = kRestoreFailed;
+      payload = Payload(std::string_view(r.error()));
+    } else if (*r) {
+      status = kRestoreFound;
+      payload = Payload(std::string_view((*r)->data));
+      version = (*r)->version;
+    }
+    MutexLock lock(link->mu);
+    if (link->rt != nullptr) {
+      link->rt->deliver_system(agent, SystemKind::restore, {}, std::move(payload), version, status);
+    }
+  });
+}
+
+void Runtime::hold(Agent* agent, Envelope* e) noexcept {
+  auto& held = agent->core_.extras->held;
+  if (held.size() >= agent->core_.type->mailbox.capacity) {
+    drop_undelivered(e, DropReason::mailbox_full);
+    return;
+  }
+  held.push_back(e);
+}
+
+// Runs inside dispatch(): what throws here crashes the agent.
+void Runtime::finish_restore(Agent* agent, Message& m) {
+  detail::AgentCore& core = agent->core_;
+  core.restoring = false;
+  if (m.status == kRestoreFailed) throw std::runtime_error("state restore failed: " + std::string(m.payload.text()));
+  if (m.status == kRestoreFound) {
+    core.extras->state_version = m.request_id;
+    agent->restore(m.payload.text(), m.request_id);
+  }
+  if (core.type->has_on_start) agent->on_start();
+  std::vector<detail::Node*> held;
+  held.swap(core.extras->held);
+  for (detail::Node* n : held) {
+    auto* e = static_cast<Envelope*>(n);
+    if (core.exiting) {
+      drop_undelivered(e, DropReason::dead_agent);
+    } else {
+      dispatch(agent, e);
+    }
+  }
+}
+
+void Runtime::save_state(Agent* agent) noexcept {
+  detail::AgentCore& core = agent->core_;
+  core.dirty = false;
+  if (!core.extras || core.extras->state_key.empty() || core.restoring) return;  // not persistent, or not loaded yet
+  try {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    config_.state_store->put(core.extras->state_key,
+                             {agent->snapshot(), ++core.extras->state_version,
+                              std::chrono::duration_cast<std::chrono::milliseconds>(now).count()});
+  } catch (const std::exception& ex) {
+    std::fprintf(stderr, "swarm: %s %s: snapshot threw: %s\n", core.type->name.c_str(), to_string(core.self).c_str(),
+                 ex.what());
+    begin_exit(agent, {ExitKind::crashed, std::string("snapshot threw: ") + ex.what()});
+  } catch (...) {
+    begin_exit(agent, {ExitKind::crashed, "snapshot threw"});
+  }
+}
+
+detail::RestartScope::RestartScope() noexcept { t_restarting = true; }
+detail::RestartScope::~RestartScope() { t_restarting = false; }
 
 // -- ask ---
 
@@ -618,6 +775,19 @@ router::DeliverStatus Runtime::AgentEndpoint::deliver(const router::Delivery& d)
   return router::DeliverStatus::dead;
 }
 
+router::DeliverStatus Runtime::AuditEndpoint::deliver(const router::Delivery& d) noexcept {
+  // The sender's type, from its slot; type records are never freed.
+  std::string_view type;
+  const AgentRef sender = AgentRef::from_bits(d.sender);
+  if (const Slot* slot = sender.valid() ? rt_.table_.find(sender.index) : nullptr) {
+    if (const AgentTypeInfo* info = rt_.types_[slot->type_id.load(std::memory_order_relaxed)].load(std::memory_order_acquire)) {
+      type = info->name;
+    }
+  }
+  rt_.record(LifecycleEvent::Kind::message, sender, type, rt_.router_.topic_name(d.topic), d.payload.text());
+  return router::DeliverStatus::ok;
+}
+
 std::size_t Runtime::AgentEndpoint::depth(std::uint64_t address) const noexcept {
   AgentRef ref = AgentRef::from_bits(address);
   const Slot* slot = rt_.table_.find(ref.index);
@@ -753,7 +923,27 @@ void Runtime::shutdown(ShutdownPolicy policy) {
   }
   timers_->cancel_all();
   scheduler_->stop();
+  flush_storage();
   telemetry_->stop();
+}
+
+// Every agent is gone: their last states and events are queued; write them out.
+void Runtime::flush_storage() {
+  {
+    MutexLock lock(link_->mu);  // loads still pending have no agent to restore
+    link_->rt = nullptr;
+  }
+  const auto budget = config_.shutdown_timeout;
+  if (config_.state_store) {
+    if (auto r = config_.state_store->flush(budget); !r) {
+      std::fprintf(stderr, "swarm: shutdown: state store not flushed: %s\n", r.error().c_str());
+    }
+  }
+  if (config_.lifecycle) {
+    if (auto r = config_.lifecycle->flush(budget); !r) {
+      std::fprintf(stderr, "swarm: shutdown: lifecycle events not flushed: %s\n", r.error().c_str());
+    }
+  }
 }
 
 // -- diagnostics ---

@@ -40,6 +40,16 @@ class Registry;
 }
 
 namespace detail {
+struct RuntimeLink;
+/// Spawns on this thread while one is alive are journaled as `restarted`
+/// (the supervisor restarting a child).
+struct RestartScope {
+  RestartScope() noexcept;
+  ~RestartScope();
+  RestartScope(const RestartScope&) = delete;
+  RestartScope& operator=(const RestartScope&) = delete;
+};
+extern thread_local bool t_restarting;
 class Scheduler;
 class Telemetry;
 class TimerWheel;
@@ -215,6 +225,15 @@ class Runtime {
                     std::chrono::nanoseconds timeout, AskCallback done);
   void await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout, AskCallback done);
   void unsubscribe_exited(AgentRef agent) noexcept;
+  void drop_undelivered(detail::Envelope* e, DropReason reason) noexcept;
+  void record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type, std::string_view detail,
+              std::string_view payload = {}) noexcept;
+  // Persistence (Agent::persist_as).
+  void load_state(AgentRef agent, std::string key);
+  void hold(Agent* agent, detail::Envelope* e) noexcept;
+  void finish_restore(Agent* agent, Message& m);
+  void save_state(Agent* agent) noexcept;
+  void flush_storage();
 
   // Delivers published messages to agents' mailboxes; addresses are AgentRef bits.
   class AgentEndpoint final : public router::Endpoint {
@@ -222,6 +241,15 @@ class Runtime {
     explicit AgentEndpoint(Runtime& rt) : rt_(rt) {}
     router::DeliverStatus deliver(const router::Delivery& d) noexcept override;
     std::size_t depth(std::uint64_t address) const noexcept override;
+
+   private:
+    Runtime& rt_;
+  };
+  // Takes messages published on RuntimeConfig::audit_topics to the lifecycle sink.
+  class AuditEndpoint final : public router::Endpoint {
+   public:
+    explicit AuditEndpoint(Runtime& rt) : rt_(rt) {}
+    router::DeliverStatus deliver(const router::Delivery& d) noexcept override;
 
    private:
     Runtime& rt_;
@@ -245,6 +273,8 @@ class Runtime {
   std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
 
   AgentEndpoint endpoint_{*this};
+  AuditEndpoint audit_endpoint_{*this};
+  std::shared_ptr<detail::RuntimeLink> link_;  // for storage callbacks; cleared at shutdown
   router::Router router_;
 
   std::unique_ptr<detail::Telemetry> telemetry_;

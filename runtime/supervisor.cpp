@@ -230,6 +230,7 @@ bool Supervisor::restart_one(std::size_t child) {
   Child& c = children_[child];
   runtime().note_restart();
   ++c.info.restarts;
+  detail::RestartScope restarting;  // the child is journaled as restarted, not spawned
   if (start(child)) return true;
   handle_exit(child, *c.info.last_exit);
   return false;

@@ -85,6 +85,12 @@ void Telemetry::start() {
       if (rt_.stopping()) return unexpected(std::string("shutting down"));
       return {};
     });
+    if (auto store = rt_.config().state_store) {
+      admin_->add_readiness_check("state_store", [store] { return store->ready(); });
+    }
+    if (auto sink = rt_.config().lifecycle) {
+      admin_->add_readiness_check("journal", [sink] { return sink->ready(); });
+    }
     admin_->set_logical_profile([this] { return logical_profile(); });
     admin_->start();
   }

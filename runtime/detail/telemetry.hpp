@@ -94,7 +94,9 @@ class Telemetry {
   bool on() const noexcept { return on_; }
   /// True for 1 in sample_every calls on this thread (never when off).
   bool sample() noexcept {
-    if (!on_ || --tls_sample_countdown != 0) return false;
+    // The countdown is per thread, not per runtime: one left by a runtime
+    // with a larger sample_every restarts here.
+    if (!on_ || (--tls_sample_countdown != 0 && tls_sample_countdown < sample_every_)) return false;
     tls_sample_countdown = sample_every_;
     return true;
   }
