@@ -102,6 +102,10 @@ struct PostgresJournalOptions {
   std::chrono::milliseconds acquire_timeout{2000};
   std::size_t max_queue = 1'000'000;  // bounded buffer; events beyond it are dropped and counted
   std::size_t max_batch = 10'000;     // events per COPY
+  /// The first attempt of a batch COPYs straight into the table (fast); only a
+  /// retry, or a batch refused for a duplicate id, goes through a temporary
+  /// table and INSERT … ON CONFLICT DO NOTHING. false: every batch goes that way.
+  bool direct_copy = true;
   std::chrono::milliseconds max_delay{20};  // a partial batch waits at most this long
   std::chrono::milliseconds backoff_initial{50}, backoff_max{5000};
   std::chrono::milliseconds close_timeout{5000};  // the destructor's last flush

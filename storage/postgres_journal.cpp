@@ -1,14 +1,23 @@
 // The Postgres journal: a bounded queue, one writer thread that COPYs batches
-// through a temporary table into swarm_journal (ON CONFLICT DO NOTHING, so a
-// replayed batch adds nothing), the schema migrations, and pooled queries.
+// into swarm_journal, the schema migrations, and pooled queries.
 //
 // Why one writer: batches commit in append order, so "everything appended
 // before flush() is durable" is a comparison of two counters; one COPY stream
 // already writes ~10^5 rows/s, far above the journal's expected rate.
 //
-// Why a temporary table: COPY cannot skip rows that already exist. A batch
-// whose commit was lost (in doubt) is replayed with the same ids; the
-// INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING makes the replay a no-op.
+// Two ways to write a batch, both one transaction:
+//   direct: COPY straight into swarm_journal. The fast path, taken by the
+//     first attempt of every batch.
+//   staged: COPY into a temporary table, then INSERT … SELECT … ON CONFLICT
+//     (event_id) DO NOTHING. COPY cannot skip rows that already exist; this
+//     can. Taken by every retry of a batch: an attempt that failed may have
+//     committed (the acknowledgement lost with the connection), so its replay
+//     must add nothing. Also taken at once, on the same connection, when a
+//     direct attempt is refused with the connection still open (a duplicate
+//     id: an event appended twice, or a replay of ids stored before).
+// A lost batch is never possible either way: a batch leaves the writer only
+// when its commit was acknowledged. PostgresJournalOptions::direct_copy = false
+// stages every batch (the plain version, for comparison and as a fallback).
 
 #include <libpq-fe.h>
 
@@ -89,17 +98,16 @@ int run_migrations(pqxx::connection& c) {
   return applied;
 }
 
-// The writer's staging table: one per session, emptied by every commit.
+// The columns both paths COPY, in this order (see copy_rows).
+const std::vector<std::string> kColumns = {"event_id", "kind", "agent", "agent_type", "at", "detail", "payload"};
+
+// The writer's staging table: one per session, created when first needed, emptied by every commit.
 constexpr const char* kCreateStaging =
-    "CREATE TEMP TABLE IF NOT EXISTS swarm_journal_in ("
-    "event_id bigint, kind text, agent bigint, agent_type text, at_us bigint, detail text, payload bytea"
-    ") ON COMMIT DELETE ROWS";
-const std::vector<std::string> kStagingColumns = {"event_id", "kind",   "agent",  "agent_type",
-                                                  "at_us",    "detail", "payload"};
+    "CREATE TEMP TABLE IF NOT EXISTS swarm_journal_in (LIKE swarm_journal) ON COMMIT DELETE ROWS";
 constexpr const char* kMergeStaging =
     "INSERT INTO swarm_journal (event_id, kind, agent, agent_type, at, detail, payload) "
-    "SELECT event_id, kind, agent, agent_type, timestamptz 'epoch' + at_us * interval '1 microsecond', detail, "
-    "NULLIF(payload, ''::bytea) FROM swarm_journal_in ON CONFLICT (event_id) DO NOTHING";
+    "SELECT event_id, kind, agent, agent_type, at, detail, payload FROM swarm_journal_in "
+    "ON CONFLICT (event_id) DO NOTHING";
 
 // -- queries (prepared on every pooled connection) ---
 
@@ -172,6 +180,65 @@ std::string bytea_hex(const std::string& bytes) {
     out += kHex[c >> 4];
     out += kHex[c & 15];
   }
+  return out;
+}
+
+// Postgres' timestamptz starts at 4714-11-24 00:00 BC (Julian day 0) and ends
+// in 294276 AD, beyond any int64 count of µs since 1970: only the low end can
+// be out of range. An event before it is stored at the low end (one absurd
+// time would otherwise fail its whole batch forever).
+constexpr std::int64_t kMinAtUs = -210'866'803'200'000'000;
+
+/// `at_us` (µs since the Unix epoch, UTC) as timestamptz input text, e.g.
+/// "2023-11-14 22:13:20.123457+00", "0044-03-15 12:00:00.000000+00 BC":
+/// ISO order, so the session's DateStyle and TimeZone do not matter.
+std::string timestamptz_text(std::int64_t at_us) {
+  constexpr std::int64_t kDayUs = 86'400'000'000;
+  at_us = std::max(at_us, kMinAtUs);
+  std::int64_t days = at_us / kDayUs, us = at_us % kDayUs;
+  if (us < 0) {  // floor, not truncation: 1969-12-31 23:59:59.999999 is day -1
+    us += kDayUs;
+    --days;
+  }
+  // Gregorian date of a day count (Howard Hinnant's civil_from_days).
+  const std::int64_t z = days + 719'468;
+  const std::int64_t era = (z >= 0 ? z : z - 146'096) / 146'097;
+  const std::int64_t doe = z - era * 146'097;
+  const std::int64_t yoe = (doe - doe / 1460 + doe / 36'524 - doe / 146'096) / 365;
+  const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const std::int64_t mp = (5 * doy + 2) / 153;
+  const std::int64_t day = doy - (153 * mp + 2) / 5 + 1;
+  const std::int64_t month = mp < 10 ? mp + 3 : mp - 9;
+  std::int64_t year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const bool bc = year <= 0;  // astronomical year 0 is 1 BC
+  if (bc) year = 1 - year;
+  const std::int64_t secs = us / 1'000'000;
+  std::string out;
+  out.reserve(32);
+  const auto put = [&out](std::int64_t v, int width) {  // zero-padded decimal; v >= 0
+    char digits[20];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + v % 10);
+      v /= 10;
+    } while (v > 0 || n < width);
+    while (n > 0) out += digits[--n];
+  };
+  put(year, 4);
+  out += '-';
+  put(month, 2);
+  out += '-';
+  put(day, 2);
+  out += ' ';
+  put(secs / 3600, 2);
+  out += ':';
+  put(secs / 60 % 60, 2);
+  out += ':';
+  put(secs % 60, 2);
+  out += '.';
+  put(us % 1'000'000, 6);
+  out += "+00";
+  if (bc) out += " BC";
   return out;
 }
 
@@ -374,8 +441,9 @@ class PostgresJournal final : public Journal {
 
   void run() {
     std::optional<PgPool::Lease> conn;
+    bool staging_created = false;    // on `conn`
     std::deque<JournalEvent> batch;  // taken from the queue; kept (same ids) until committed
-    bool batch_failed = false;
+    bool batch_failed = false;       // an attempt failed: retries go staged
     milliseconds backoff = options_.backoff_initial;
     auto next_attempt = Clock::now();             // no connection: when to try again
     auto last_io = Clock::now();                  // a connection: when it last worked
@@ -418,7 +486,11 @@ class PostgresJournal final : public Journal {
           auto lease = pool_.acquire();
           if (!lease) throw PoolError(lease.error().substr(lease.error().rfind("storage: ", 0) == 0 ? 9 : 0));
           conn.emplace(std::move(*lease));
-          prepare_session(**conn);
+          staging_created = false;
+          if (!migrated_) {
+            run_migrations(**conn);
+            migrated_ = true;
+          }
           pool_.warm_up();  // best effort: connections for queries
         }
         if (batch.empty()) {
@@ -426,13 +498,32 @@ class PostgresJournal final : public Journal {
           tx.exec("SELECT 1");
         } else {
           const auto start = Clock::now();
-          write_batch(**conn, batch);
+          bool direct = options_.direct_copy && !batch_failed;
+          if (batch_failed) count_retry();
+          if (direct) {
+            try {
+              write_direct(**conn, batch);
+            } catch (const std::exception&) {
+              if (!(*conn)->is_open()) throw;  // lost, maybe after committing: retried staged after a backoff
+              // Refused, nothing written (most likely a duplicate id): merge it now, same connection.
+              direct = false;
+              batch_failed = true;
+              count_refused_direct();
+            }
+          }
+          if (!direct) {
+            if (!staging_created) {
+              pqxx::nontransaction tx(**conn);
+              tx.exec(kCreateStaging);
+              staging_created = true;
+            }
+            write_staged(**conn, batch);
+          }
           MutexLock lock(mu_);
           observe(flush_hist_, Clock::now() - start);
           written_ += batch.size();
           in_flight_ = 0;
           ++batches_;
-          if (batch_failed) ++retries_;
         }
       } catch (const PoolError& e) {
         error = e.what();
@@ -482,27 +573,43 @@ class PostgresJournal final : public Journal {
     }
   }
 
-  /// A new writer connection: migrate the schema (once per journal), create the staging table.
-  void prepare_session(pqxx::connection& c) {
-    if (!migrated_) {
-      run_migrations(c);
-      migrated_ = true;
-    }
-    pqxx::nontransaction tx(c);
-    tx.exec(kCreateStaging);
+  void count_retry() {
+    MutexLock lock(mu_);
+    ++retries_;
   }
 
-  void write_batch(pqxx::connection& c, const std::deque<JournalEvent>& batch) {
+  void count_refused_direct() {  // a failed attempt, and the staged one that follows at once
+    MutexLock lock(mu_);
+    ++write_errors_;
+    ++retries_;
+  }
+
+  /// The fast path: one COPY into swarm_journal, one commit. Throws if any id is already stored.
+  static void write_direct(pqxx::connection& c, const std::deque<JournalEvent>& batch) {
     pqxx::work tx(c);
-    pqxx::stream_to copy(tx, "swarm_journal_in", kStagingColumns);
-    for (const JournalEvent& e : batch) {
-      copy << std::make_tuple(static_cast<std::int64_t>(e.id), std::string(to_string(e.kind)),
-                              static_cast<std::int64_t>(e.agent), clean_text(e.agent_type), e.at_us,
-                              clean_text(e.detail), bytea_hex(e.payload));
-    }
-    copy.complete();
+    copy_rows(tx, "swarm_journal", batch);
+    tx.commit();
+  }
+
+  /// The idempotent path: COPY into the session's staging table, merge what is new, one commit.
+  /// REQUIRES: the staging table exists on `c`.
+  static void write_staged(pqxx::connection& c, const std::deque<JournalEvent>& batch) {
+    pqxx::work tx(c);
+    copy_rows(tx, "swarm_journal_in", batch);
     tx.exec(kMergeStaging);
     tx.commit();
+  }
+
+  static void copy_rows(pqxx::work& tx, const std::string& table, const std::deque<JournalEvent>& batch) {
+    pqxx::stream_to copy(tx, table, kColumns);
+    std::string payload;
+    for (const JournalEvent& e : batch) {
+      if (!e.payload.empty()) payload = bytea_hex(e.payload);
+      copy << std::make_tuple(static_cast<std::int64_t>(e.id), std::string(to_string(e.kind)),
+                              static_cast<std::int64_t>(e.agent), clean_text(e.agent_type), timestamptz_text(e.at_us),
+                              clean_text(e.detail), e.payload.empty() ? nullptr : payload.c_str());
+    }
+    copy.complete();
   }
 
   static constexpr milliseconds kHeartbeat{1000};  // an idle writer checks its connection this often
