@@ -23,6 +23,10 @@
 
 namespace swarm {
 
+namespace metrics {
+class Collector;
+}
+
 /// One agent's state as stored.
 struct StoredState {
   std::string data;               // what Agent::snapshot() returned
@@ -56,6 +60,9 @@ class StateStore {
 
   /// For /readyz: OK, or why the store cannot write now.
   virtual Result<void> ready() const = 0;
+
+  /// Adds the store's series to a scrape; the runtime calls it for its /metrics.
+  virtual void collect(metrics::Collector& out) const { (void)out; }
 };
 
 /// A lifecycle event of one agent. Values of Kind equal storage::EventKind's.
@@ -81,6 +88,8 @@ class LifecycleSink {
     (void)timeout;
     return {};
   }
+  /// Adds the sink's series to a scrape; the runtime calls it for its /metrics.
+  virtual void collect(metrics::Collector& out) const { (void)out; }
 };
 
 }  // namespace swarm

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "metrics/registry.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/supervisor.hpp"
 #include "runtime/test_util.hpp"
@@ -45,6 +46,7 @@ class TestStore final : public StateStore {
     return {};
   }
   Result<void> ready() const override { return {}; }
+  void collect(metrics::Collector& out) const override { out.gauge("test_store_keys", "Keys.", {}, 3); }
 
   void hold_loads() {
     std::lock_guard lock(mu_);
@@ -293,6 +295,11 @@ TEST(Persistence, ShutdownStoresDirtyStatesRecordsExitsAndFlushes) {
   auto exits = sink->of(LifecycleEvent::Kind::exited);
   ASSERT_EQ(exits.size(), 50u);
   EXPECT_EQ(exits[0].detail, "shutdown");
+}
+
+TEST(Persistence, TheStoresSeriesAreInTheRuntimesMetrics) {
+  Runtime rt(with(std::make_shared<TestStore>()));
+  EXPECT_NE(rt.metrics().render().find("test_store_keys 3"), std::string::npos);
 }
 
 TEST(Persistence, PersistingWithoutAStoreIsAnErrorAndLeaksNothing) {

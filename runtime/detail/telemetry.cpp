@@ -340,6 +340,8 @@ void Telemetry::collect(metrics::Collector& c) {
   const unsigned workers = sched.worker_count();
   c.gauge("swarm_uptime_seconds", "Seconds since the runtime started.", {}, (now - started_ns_) * 1e-9);
   c.gauge("swarm_workers", "Worker threads.", {}, workers);
+  if (const auto& store = rt_.config().state_store) store->collect(c);
+  if (const auto& sink = rt_.config().lifecycle) sink->collect(c);
 
   // Workers and run queues.
   busy_exported_.resize(workers, 0);
