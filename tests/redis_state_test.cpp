@@ -1,0 +1,386 @@
+// The Redis state store against a real server (a throwaway redis-server on
+// 127.0.0.1, see support/redis_server.hpp): the layout it writes, binary
+// states, coalescing, many writers, adaptive batching, credentials and
+// databases, refused writes, and the faults that matter — the server down at
+// start, killed mid-run (every key's newest state must arrive), down while a
+// load waits, and down when the store closes.
+// Every wait polls with a generous deadline (a loaded 2-core machine), never a fixed sleep.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "metrics/registry.hpp"
+#include "storage/state_store.hpp"
+#include "tests/support/redis_server.hpp"
+
+namespace swarm::storage {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using LoadResult = Result<std::optional<StoredState>>;
+
+constexpr auto kPatience = 60s;  // for anything that should take well under a second
+
+// Polls `done` every 5 ms until it holds or `patience` passes.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds patience = kPatience) {
+  const auto deadline = Clock::now() + patience;
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::unique_ptr<ObservableStateStore> store(RedisStateStoreOptions options) {
+  auto s = make_redis_state_store(std::move(options));
+  if (!s) throw std::runtime_error(s.error());
+  return std::move(*s);
+}
+
+// Fast reconnects, so fault tests do not wait for the default backoff.
+RedisStateStoreOptions quick(const test::RedisServer& redis) {
+  return {.url = redis.url(), .backoff_initial = 10ms, .backoff_max = 200ms};
+}
+
+// Starts a load; the future holds its answer.
+std::future<LoadResult> load_async(StateStore& s, std::string key) {
+  auto answer = std::make_shared<std::promise<LoadResult>>();
+  auto f = answer->get_future();
+  s.load(std::move(key), [answer](LoadResult r) { answer->set_value(std::move(r)); });
+  return f;
+}
+
+LoadResult load(StateStore& s, std::string key) {
+  auto f = load_async(s, std::move(key));
+  if (f.wait_for(kPatience) != std::future_status::ready) throw std::runtime_error("load never answered");
+  return f.get();
+}
+
+// Reads a state straight from Redis (the layout the header documents).
+std::optional<StoredState> stored(const test::RedisServer& redis, const std::string& key) {
+  auto r = redis.command({"HGETALL", "swarm:state:" + key});
+  if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) return std::nullopt;
+  std::map<std::string, std::string> fields;
+  for (std::size_t i = 0; i + 1 < r->elements; i += 2) {
+    fields[std::string(r->element[i]->str, r->element[i]->len)] =
+        std::string(r->element[i + 1]->str, r->element[i + 1]->len);
+  }
+  EXPECT_EQ(fields.size(), 3u);
+  return StoredState{.data = fields["state"],
+                     .version = std::stoull(fields["version"]),
+                     .updated_ms = std::stoll(fields["updated_ms"])};
+}
+
+// The version of each key in Redis (0 when absent), in one pipeline.
+std::vector<std::uint64_t> stored_versions(const test::RedisServer& redis, const std::vector<std::string>& keys) {
+  std::vector<std::vector<std::string>> commands;
+  for (const auto& k : keys) commands.push_back({"HGET", "swarm:state:" + k, "version"});
+  std::vector<std::uint64_t> out;
+  for (auto& r : redis.pipeline(commands)) {
+    out.push_back(r->type == REDIS_REPLY_STRING ? std::stoull(std::string(r->str, r->len)) : 0);
+  }
+  return out;
+}
+
+long long dbsize(const test::RedisServer& redis) { return redis.command({"DBSIZE"})->integer; }
+
+std::string all_bytes() {
+  std::string bytes;
+  for (int c = 0; c < 256; ++c) bytes += static_cast<char>(c);
+  return bytes + std::string("\0\0tail", 6);
+}
+
+// -- layout and round trips ---
+
+TEST(RedisStateStore, WritesOneHashPerKeyAndLoadsItBackBinarySafe) {
+  test::RedisServer redis;
+  const StoredState state{.data = all_bytes(), .version = 42, .updated_ms = 1'700'000'000'123};
+  {
+    auto s = store({.url = redis.url()});
+    s->put("agent/7", state);
+    ASSERT_TRUE(s->flush(kPatience));
+  }
+  // The documented layout: hash swarm:state:<key>, fields state, version, updated_ms.
+  EXPECT_EQ(redis.command({"TYPE", "swarm:state:agent/7"})->str, std::string("hash"));
+  auto raw = stored(redis, "agent/7");
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(*raw, state);
+
+  // A new store (a restarted process) reads it from the server.
+  auto s = store({.url = redis.url()});
+  auto r = load(*s, "agent/7");
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_TRUE(*r);
+  EXPECT_EQ(**r, state);
+  auto none = load(*s, "agent/unknown");
+  ASSERT_TRUE(none) << none.error();
+  EXPECT_FALSE(*none);
+}
+
+TEST(RedisStateStore, AQueuedStateAnswersALoadBeforeItIsWritten) {
+  test::RedisServer redis;
+  auto opts = quick(redis);
+  opts.max_delay = 60s;  // the writer holds the batch until a flush
+  auto s = store(opts);
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  s->put("k", {.data = "queued", .version = 3});
+  auto r = load(*s, "k");
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->data, "queued");
+  EXPECT_FALSE(stored(redis, "k"));  // not written yet
+  ASSERT_TRUE(s->flush(kPatience));
+  EXPECT_EQ(stored(redis, "k")->data, "queued");
+}
+
+TEST(RedisStateStore, AKeyThatIsNotAStateHashIsALoadErrorNamingIt) {
+  test::RedisServer redis;
+  redis.command({"SET", "swarm:state:str", "x"});
+  redis.command({"HSET", "swarm:state:partial", "version", "x"});
+  auto s = store({.url = redis.url()});
+  auto wrong_type = load(*s, "str");
+  ASSERT_FALSE(wrong_type);
+  EXPECT_NE(wrong_type.error().find("swarm:state:str"), std::string::npos) << wrong_type.error();
+  EXPECT_NE(wrong_type.error().find("WRONGTYPE"), std::string::npos) << wrong_type.error();
+  auto partial = load(*s, "partial");
+  ASSERT_FALSE(partial);
+  EXPECT_NE(partial.error().find("is not a state hash"), std::string::npos) << partial.error();
+}
+
+// -- coalescing, many writers, batching ---
+
+TEST(RedisStateStore, ThousandPutsOfOneKeyWriteOnceAndTheNewestWins) {
+  test::RedisServer redis;
+  auto opts = quick(redis);
+  opts.max_delay = 60s;  // every put lands before the writer takes the batch (at flush)
+  auto s = store(opts);
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  for (std::uint64_t v = 1; v <= 1000; ++v) s->put("hot", {.data = "v" + std::to_string(v), .version = v});
+  ASSERT_TRUE(s->flush(kPatience));
+  const StateStoreStats st = s->stats();
+  EXPECT_EQ(st.puts, 1000u);
+  EXPECT_EQ(st.coalesced, 999u);
+  EXPECT_EQ(st.written, 1u);
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(stored(redis, "hot")->version, 1000u);
+  EXPECT_EQ(stored(redis, "hot")->data, "v1000");
+}
+
+TEST(RedisStateStore, ManyKeysFromFourThreadsAllArriveWithTheirNewestState) {
+  test::RedisServer redis;
+  auto s = store({.url = redis.url()});
+  constexpr int kThreads = 4, kKeys = 5000, kRounds = 3;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::uint64_t round = 1; round <= kRounds; ++round) {
+        for (int i = 0; i < kKeys; ++i) {
+          s->put("t" + std::to_string(t) + "/" + std::to_string(i), {.data = std::to_string(round), .version = round});
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_TRUE(s->flush(kPatience));
+  EXPECT_EQ(dbsize(redis), kThreads * kKeys);
+  std::vector<std::string> keys;
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kKeys; ++i) keys.push_back("t" + std::to_string(t) + "/" + std::to_string(i));
+  }
+  for (std::uint64_t v : stored_versions(redis, keys)) ASSERT_EQ(v, std::uint64_t{kRounds});
+  const StateStoreStats st = s->stats();
+  EXPECT_EQ(st.puts, std::uint64_t{kThreads * kKeys * kRounds});
+  EXPECT_EQ(st.written + st.coalesced, st.puts);  // every put was written or replaced by a newer one
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_EQ(st.write_errors, 0u);
+}
+
+TEST(RedisStateStore, UnderLoadBatchesGrowSoRoundTripsAreFarFewerThanWrites) {
+  test::RedisServer redis;
+  metrics::Registry registry;  // outlives the store
+  auto s = store({.url = redis.url()});
+  s->export_metrics(registry);
+  constexpr std::uint64_t kKeys = 50'000;
+  for (std::uint64_t i = 0; i < kKeys; ++i) s->put("k" + std::to_string(i), {.data = std::string(128, 'x'), .version = 1});
+  ASSERT_TRUE(s->flush(kPatience));
+  const StateStoreStats st = s->stats();
+  EXPECT_EQ(st.written, kKeys);
+  EXPECT_EQ(dbsize(redis), static_cast<long long>(kKeys));
+  EXPECT_GE(st.batches, kKeys / 1024);  // at most max_batch per round trip
+  EXPECT_LT(st.batches, kKeys / 10) << "batches should fill while a round trip is in flight";
+  EXPECT_TRUE(st.connected);
+
+  const std::string text = registry.render();
+  EXPECT_NE(text.find("swarm_state_written_total{backend=\"redis\"} 50000"), std::string::npos) << text;
+  EXPECT_NE(text.find("swarm_state_pending_keys{backend=\"redis\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("swarm_state_connected{backend=\"redis\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("swarm_state_flush_seconds_count{backend=\"redis\"} " + std::to_string(st.batches)),
+            std::string::npos)
+      << text;
+  for (const char* name : {"swarm_state_coalesced_total", "swarm_state_write_errors_total",
+                           "swarm_state_reconnects_total", "swarm_state_puts_total"}) {
+    EXPECT_NE(text.find(std::string(name) + "{backend=\"redis\"}"), std::string::npos) << name;
+  }
+}
+
+// -- credentials, databases, refusals ---
+
+TEST(RedisStateStore, UsesThePasswordAndDatabaseOfItsUrl) {
+  test::RedisServer redis;
+  redis.command({"CONFIG", "SET", "requirepass", "s3cret"});
+  {
+    auto wrong = store({.url = "redis://:nope@127.0.0.1:" + std::to_string(redis.port()), .backoff_initial = 10ms});
+    ASSERT_TRUE(eventually([&] {
+      auto r = wrong->ready();
+      return !r && r.error().find("refused AUTH") != std::string::npos;
+    }));
+    auto r = wrong->ready();
+    EXPECT_EQ(r.error().find("nope"), std::string::npos) << r.error();  // the password stays secret
+    auto flushed = wrong->flush(10ms);  // nothing put: nothing to wait for
+    EXPECT_TRUE(flushed);
+  }
+  auto s = store({.url = "redis://:s3cret@127.0.0.1:" + std::to_string(redis.port()) + "/2"});
+  s->put("k", {.data = "in db 2", .version = 1});
+  ASSERT_TRUE(s->flush(kPatience));
+  auto replies = redis.pipeline({{"AUTH", "s3cret"}, {"SELECT", "2"}, {"HGET", "swarm:state:k", "state"}, {"SELECT", "0"},
+                                 {"EXISTS", "swarm:state:k"}});
+  EXPECT_EQ(std::string(replies[2]->str, replies[2]->len), "in db 2");
+  EXPECT_EQ(replies[4]->integer, 0);
+  auto r = load(*s, "k");
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->data, "in db 2");
+  redis.pipeline({{"AUTH", "s3cret"}, {"CONFIG", "SET", "requirepass", ""}});
+}
+
+TEST(RedisStateStore, AWriteTheServerRefusesIsRetriedNeverDroppedAndOthersGoOn) {
+  test::RedisServer redis;
+  redis.command({"SET", "swarm:state:blocked", "not a hash"});
+  auto s = store(quick(redis));
+  s->put("blocked", {.data = "b", .version = 1});
+  s->put("fine", {.data = "f", .version = 1});
+  auto flushed = s->flush(300ms);
+  ASSERT_FALSE(flushed);
+  EXPECT_NE(flushed.error().find("1 keys still pending"), std::string::npos) << flushed.error();
+  EXPECT_NE(flushed.error().find("WRONGTYPE"), std::string::npos) << flushed.error();
+  EXPECT_EQ(stored(redis, "fine")->data, "f");
+  EXPECT_GE(s->stats().write_errors, 1u);
+  redis.command({"DEL", "swarm:state:blocked"});  // the operator repairs the key
+  ASSERT_TRUE(s->flush(kPatience));
+  EXPECT_EQ(stored(redis, "blocked")->data, "b");
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+}
+
+// -- faults ---
+
+TEST(RedisStateStore, AServerDownAtCreationGetsEverythingOnceItStarts) {
+  test::RedisServer redis({.start = false});
+  auto s = store(quick(redis));
+  ASSERT_TRUE(eventually([&] {
+    auto r = s->ready();
+    return !r && r.error().find("Connection refused") != std::string::npos;
+  }));
+  EXPECT_EQ(s->ready().error().rfind("storage: state store not ready: cannot connect to Redis at 127.0.0.1:", 0), 0u)
+      << s->ready().error();
+  for (std::uint64_t i = 0; i < 100; ++i) s->put("k" + std::to_string(i), {.data = "d", .version = i + 1});
+  auto early = s->flush(20ms);
+  ASSERT_FALSE(early);
+  EXPECT_NE(early.error().find("100 keys still pending"), std::string::npos) << early.error();
+  EXPECT_EQ(s->stats().pending, 100u);
+
+  redis.start();
+  ASSERT_TRUE(s->flush(kPatience));
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  EXPECT_EQ(dbsize(redis), 100);
+  EXPECT_EQ(stored(redis, "k99")->version, 100u);
+  EXPECT_EQ(s->stats().reconnects, 0u);  // a first connection is not a reconnect
+}
+
+TEST(RedisStateStore, ServerKilledMidRunEveryKeysNewestStateArrives) {
+  test::RedisServer redis({.appendonly = true});  // what was acknowledged survives the kill
+  auto s = store(quick(redis));
+  constexpr int kKeys = 500;
+  std::vector<std::uint64_t> newest(kKeys, 0);  // the producer's; read after it joined
+  std::atomic<bool> stop{false};
+  std::thread producer([&] {
+    for (std::uint64_t n = 0; !stop.load(std::memory_order_relaxed); ++n) {
+      const int k = static_cast<int>((n * 7919) % kKeys);
+      const std::uint64_t v = ++newest[k];
+      s->put("k" + std::to_string(k), {.data = "k" + std::to_string(k) + "@" + std::to_string(v), .version = v});
+      if (n % 64 == 0) std::this_thread::sleep_for(100us);  // leave the two cores some room
+    }
+  });
+  const auto puts_now = [&] { return s->stats().puts; };
+
+  ASSERT_TRUE(eventually([&] { return s->stats().written > 2000; }));
+  redis.stop(true);  // SIGKILL, mid-run
+  const auto at_kill = puts_now();
+  ASSERT_TRUE(eventually([&] { return !s->stats().connected; }));
+  ASSERT_TRUE(eventually([&] { return puts_now() > at_kill + 5000; }));  // puts go on while it is down
+  EXPECT_GT(s->stats().pending, 0u);
+
+  redis.start();
+  ASSERT_TRUE(eventually([&] { return s->stats().connected; }));
+  const auto written_back = s->stats().written;
+  ASSERT_TRUE(eventually([&] { return s->stats().written > written_back + 2000; }));
+  stop = true;
+  producer.join();
+
+  auto flushed = s->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  std::vector<std::string> keys;
+  for (int k = 0; k < kKeys; ++k) keys.push_back("k" + std::to_string(k));
+  const auto versions = stored_versions(redis, keys);
+  for (int k = 0; k < kKeys; ++k) ASSERT_EQ(versions[k], newest[k]) << "key k" << k;
+  EXPECT_EQ(stored(redis, "k7")->data, "k7@" + std::to_string(newest[7]));
+  const StateStoreStats st = s->stats();
+  EXPECT_GE(st.reconnects, 1u);
+  EXPECT_GE(st.write_errors, 1u);
+  EXPECT_EQ(st.pending, 0u);
+  EXPECT_TRUE(s->ready());
+}
+
+TEST(RedisStateStore, ALoadWaitsWhileTheServerIsDownAndIsAnsweredWhenItIsBack) {
+  test::RedisServer redis({.appendonly = true});
+  auto s = store(quick(redis));
+  s->put("k", {.data = "before the crash", .version = 5});
+  ASSERT_TRUE(s->flush(kPatience));
+  redis.stop(true);
+  auto answer = load_async(*s, "k");
+  // Only the server knows "k" now: no answer while it is down (not an error either).
+  EXPECT_EQ(answer.wait_for(300ms), std::future_status::timeout);
+  redis.start();
+  ASSERT_EQ(answer.wait_for(kPatience), std::future_status::ready);
+  auto r = answer.get();
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_TRUE(*r);
+  EXPECT_EQ((*r)->data, "before the crash");
+  EXPECT_EQ((*r)->version, 5u);
+}
+
+TEST(RedisStateStore, ClosingWithTheServerDownReturnsWithinCloseTimeoutAndFailsWaitingLoads) {
+  test::RedisServer redis;
+  auto opts = quick(redis);
+  opts.close_timeout = 300ms;
+  auto s = store(opts);
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  redis.stop(true);
+  for (int i = 0; i < 100; ++i) s->put("k" + std::to_string(i), {.data = "lost", .version = 1});
+  auto answer = load_async(*s, "unknown");
+  const auto start = Clock::now();
+  s.reset();
+  EXPECT_LT(Clock::now() - start, 10s);  // close_timeout (300 ms) plus a loaded machine's slack
+  ASSERT_EQ(answer.wait_for(0s), std::future_status::ready);
+  auto r = answer.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error(), "storage: state store closed");
+}
+
+}  // namespace
+}  // namespace swarm::storage
