@@ -58,20 +58,22 @@ class MemoryStateStore final : public ObservableStateStore {
     return {.puts = puts_, .written = puts_, .connected = true};
   }
 
+  void collect(metrics::Collector& c) const override {
+    const StateStoreStats s = stats();
+    const metrics::Labels labels = {{"backend", "memory"}};
+    c.gauge("swarm_state_pending_keys", "Keys whose newest state is not written yet.", labels, 0);
+    c.counter("swarm_state_puts_total", "States put into the state store.", labels, static_cast<double>(s.puts));
+    c.counter("swarm_state_written_total", "States written to the state store's backend.", labels,
+              static_cast<double>(s.written));
+    c.counter("swarm_state_coalesced_total", "Queued states replaced by a newer state of their key.", labels, 0);
+    c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, 0);
+    c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels, 0);
+    c.gauge("swarm_state_connected", "1 when every state store connection works.", labels, 1);
+    c.histogram("swarm_state_flush_seconds", "Time of one state store write round trip.", labels, {});
+  }
+
   void export_metrics(metrics::Registry& registry) override {
-    const auto id = registry.add_callback([this](metrics::Collector& c) {
-      const StateStoreStats s = stats();
-      const metrics::Labels labels = {{"backend", "memory"}};
-      c.gauge("swarm_state_pending_keys", "Keys whose newest state is not written yet.", labels, 0);
-      c.counter("swarm_state_puts_total", "States put into the state store.", labels, static_cast<double>(s.puts));
-      c.counter("swarm_state_written_total", "States written to the state store's backend.", labels,
-                static_cast<double>(s.written));
-      c.counter("swarm_state_coalesced_total", "Queued states replaced by a newer state of their key.", labels, 0);
-      c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, 0);
-      c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels, 0);
-      c.gauge("swarm_state_connected", "1 when every state store connection works.", labels, 1);
-      c.histogram("swarm_state_flush_seconds", "Time of one state store write round trip.", labels, {});
-    });
+    const auto id = registry.add_callback([this](metrics::Collector& c) { collect(c); });
     MutexLock lock(mu_);
     callbacks_.emplace_back(&registry, id);
   }

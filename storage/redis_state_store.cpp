@@ -337,28 +337,30 @@ class RedisStateStore final : public ObservableStateStore {
     return out;
   }
 
+  void collect(metrics::Collector& c) const override {
+    const StateStoreStats s = stats();
+    metrics::HistogramSnapshot flush;
+    for (const auto& shard : shards_) {
+      MutexLock lock(shard->mu);
+      flush.merge(shard->flush_hist);
+    }
+    const metrics::Labels labels = {{"backend", "redis"}};
+    c.gauge("swarm_state_pending_keys", "Keys whose newest state is not written yet.", labels,
+            static_cast<double>(s.pending));
+    c.counter("swarm_state_puts_total", "States put into the state store.", labels, static_cast<double>(s.puts));
+    c.counter("swarm_state_written_total", "States written to the state store's backend.", labels,
+              static_cast<double>(s.written));
+    c.counter("swarm_state_coalesced_total", "Queued states replaced by a newer state of their key.", labels,
+              static_cast<double>(s.coalesced));
+    c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, static_cast<double>(s.write_errors));
+    c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels,
+              static_cast<double>(s.reconnects));
+    c.gauge("swarm_state_connected", "1 when every state store connection works.", labels, s.connected ? 1 : 0);
+    c.histogram("swarm_state_flush_seconds", "Time of one state store write round trip.", labels, flush);
+  }
+
   void export_metrics(metrics::Registry& registry) override {
-    const auto id = registry.add_callback([this](metrics::Collector& c) {
-      const StateStoreStats s = stats();
-      metrics::HistogramSnapshot flush;
-      for (const auto& shard : shards_) {
-        MutexLock lock(shard->mu);
-        flush.merge(shard->flush_hist);
-      }
-      const metrics::Labels labels = {{"backend", "redis"}};
-      c.gauge("swarm_state_pending_keys", "Keys whose newest state is not written yet.", labels,
-              static_cast<double>(s.pending));
-      c.counter("swarm_state_puts_total", "States put into the state store.", labels, static_cast<double>(s.puts));
-      c.counter("swarm_state_written_total", "States written to the state store's backend.", labels,
-                static_cast<double>(s.written));
-      c.counter("swarm_state_coalesced_total", "Queued states replaced by a newer state of their key.", labels,
-                static_cast<double>(s.coalesced));
-      c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, static_cast<double>(s.write_errors));
-      c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels,
-                static_cast<double>(s.reconnects));
-      c.gauge("swarm_state_connected", "1 when every state store connection works.", labels, s.connected ? 1 : 0);
-      c.histogram("swarm_state_flush_seconds", "Time of one state store write round trip.", labels, flush);
-    });
+    const auto id = registry.add_callback([this](metrics::Collector& c) { collect(c); });
     MutexLock lock(callbacks_mu_);
     callbacks_.emplace_back(&registry, id);
   }

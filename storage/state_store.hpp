@@ -46,6 +46,7 @@
 #include "runtime/persistence.hpp"
 
 namespace swarm::metrics {
+class Collector;
 class Registry;
 }
 
@@ -100,12 +101,15 @@ struct StateStoreStats {
 class ObservableStateStore : public StateStore {
  public:
   virtual StateStoreStats stats() const = 0;
-  /// Adds a scrape callback with the store's series (label backend="redis"|"memory"):
+  /// Adds the store's series to a scrape (label backend="redis"|"memory"):
   /// swarm_state_pending_keys (saturation), swarm_state_puts_total,
   /// swarm_state_written_total, swarm_state_coalesced_total,
   /// swarm_state_write_errors_total, swarm_state_reconnects_total,
   /// swarm_state_connected (0/1) and swarm_state_flush_seconds (one
-  /// observation per pipelined round trip).
+  /// observation per pipelined round trip). A Runtime whose config holds the
+  /// store calls this for its own /metrics.
+  void collect(metrics::Collector& out) const override = 0;
+  /// For a store used without a Runtime: a scrape callback that calls collect().
   /// REQUIRES: `registry` outlives this store (the destructor removes the callback).
   virtual void export_metrics(metrics::Registry& registry) = 0;
 };

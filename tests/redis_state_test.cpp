@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "metrics/registry.hpp"
+#include "runtime/runtime.hpp"
 #include "storage/state_store.hpp"
 #include "tests/support/redis_server.hpp"
 
@@ -380,6 +381,56 @@ TEST(RedisStateStore, ClosingWithTheServerDownReturnsWithinCloseTimeoutAndFailsW
   auto r = answer.get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error(), "storage: state store closed");
+}
+
+// -- with the runtime ---
+
+// Sums what it is sent; its total is its state, and `seen` shows it.
+class Counter : public Agent {
+ public:
+  static constexpr std::string_view kTypeName = "counter";
+  Counter(std::string key, std::atomic<long>* seen) : seen_(seen) { persist_as(std::move(key)); }
+  void restore(std::string_view state, std::uint64_t) override { total_ = std::stol(std::string(state)); }
+  void on_start() override { seen_->store(total_); }
+  void on_message(Message& m) override {
+    total_ += m.payload.as<int>();
+    seen_->store(total_);
+    mark_dirty();
+  }
+  std::string snapshot() const override { return std::to_string(total_); }
+
+ private:
+  long total_ = 0;
+  std::atomic<long>* seen_;
+};
+
+TEST(RedisStateStore, APersistentAgentGetsItsStateBackInTheNextProcess) {
+  test::RedisServer redis;
+  std::atomic<long> seen{-1};
+  {
+    RuntimeConfig cfg;
+    cfg.workers = 2;
+    cfg.state_store = store({.url = redis.url()});
+    Runtime rt(std::move(cfg));
+    const AgentRef c = rt.spawn<Counter>("counter/1", &seen);
+    for (int i = 1; i <= 10; ++i) ASSERT_EQ(rt.send(c, i), SendResult::ok);
+    ASSERT_TRUE(eventually([&] { return seen.load() == 55; }));
+    // The store's series are part of the runtime's /metrics.
+    EXPECT_NE(rt.metrics().render().find("swarm_state_puts_total{backend=\"redis\"}"), std::string::npos);
+  }  // shutdown flushes the state store
+  auto raw = stored(redis, "counter/1");
+  ASSERT_TRUE(raw);
+  EXPECT_EQ(raw->data, "55");
+  EXPECT_GE(raw->version, 1u);
+
+  seen = -1;
+  RuntimeConfig cfg;
+  cfg.workers = 2;
+  cfg.state_store = store({.url = redis.url()});
+  Runtime rt(std::move(cfg));
+  rt.spawn<Counter>("counter/1", &seen);
+  ASSERT_TRUE(eventually([&] { return seen.load() != -1; }));
+  EXPECT_EQ(seen.load(), 55);
 }
 
 }  // namespace
