@@ -37,6 +37,9 @@ const Workload kWorkloads[] = {
     {"W5", "hops/s", "thread ring: 503 agents pass a token 1M hops", swarm_w5, caf_w5},
     {"W6", "agents/s", "spawn tree: 10 children per agent down to 1M leaves, summed",
      swarm_w6, caf_w6},
+    {"S1", "states/s", "state flush: 1M agents' 128-byte states into Redis (--redis URL)", swarm_s1, {}, raw_s1},
+    {"S2", "events/s", "journal: 1M events with a 64-byte payload into Postgres (--postgres DSN)", swarm_s2, {},
+     raw_s2},
 };
 
 std::string join(std::span<const std::string_view> names) {
@@ -101,6 +104,8 @@ Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime
     fn = w.swarm;
   } else if (runtime == "caf") {
     fn = w.caf;
+  } else if (runtime == "raw") {
+    fn = w.raw;
   } else {
     return unexpected("swarm-bench: unknown runtime '" + std::string(runtime) +
                       "' (allowed: " + join(kRuntimes) + ")");
@@ -112,8 +117,8 @@ Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime
   return fn;
 }
 
-Result<std::vector<std::string>> parse_runtimes(std::string_view name) {
-  if (name == "both") return std::vector<std::string>(std::begin(kRuntimes), std::end(kRuntimes));
+Result<std::vector<std::string>> parse_runtimes(std::string_view name, const Workload* w) {
+  if (name == "both") return std::vector<std::string>{"swarm", std::string(w != nullptr ? w->peer() : "caf")};
   for (std::string_view r : kRuntimes) {
     if (r == name) return std::vector<std::string>{std::string(r)};
   }
@@ -149,6 +154,10 @@ std::string summary_json(const Summary& s) {
   if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
   j["workers"] = s.params.workers;
   j["scale"] = s.params.scale;
+  if (!s.params.redis_url.empty() || !s.params.postgres_dsn.empty()) {
+    j["batch"] = s.params.batch;  // 0: the default of the store or the raw loop
+    if (s.runtime == "swarm") j["max_delay_ms"] = s.params.max_delay_ms;
+  }
   if (s.runtime == "swarm") {
     j["pooling"] = to_string(s.params.pooling);
     j["telemetry"] = s.params.telemetry ? "on" : "off";
@@ -203,7 +212,8 @@ std::string format_table(std::span<const Summary> sums) {
   std::snprintf(buf, sizeof buf, "%-8s %10s %10s %10s  %s%s\n", "runtime", "median", "min",
                 "max", "unit", with_bytes ? "      bytes/agent" : "");
   std::string out = buf;
-  std::optional<double> swarm_median, caf_median;
+  std::optional<double> swarm_median, peer_median;
+  std::string peer;
   for (const Summary& s : sums) {
     std::vector<double> values, bytes;
     for (const RunResult& r : s.runs) {
@@ -222,11 +232,14 @@ std::string format_table(std::span<const Summary> sums) {
     while (out.back() == ' ') out.pop_back();
     out += '\n';
     if (s.runtime == "swarm") swarm_median = st.median;
-    if (s.runtime == "caf") caf_median = st.median;
+    if (s.runtime != "swarm") {
+      peer_median = st.median;
+      peer = s.runtime;
+    }
   }
-  if (swarm_median && caf_median) {
-    std::snprintf(buf, sizeof buf, "swarm/caf ratio of medians: %.2fx\n",
-                  *swarm_median / *caf_median);
+  if (swarm_median && peer_median) {
+    std::snprintf(buf, sizeof buf, "swarm/%s ratio of medians: %.2fx\n", peer.c_str(),
+                  *swarm_median / *peer_median);
     out += buf;
   }
   return out;
@@ -247,6 +260,10 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
                                    std::string(to_string(params.pooling)), "--telemetry",
                                    params.telemetry ? "on" : "off",     "--profile-hz",
                                    std::to_string(params.profile_hz)};
+  if (!params.redis_url.empty()) args.insert(args.end(), {"--redis", params.redis_url});
+  if (!params.postgres_dsn.empty()) args.insert(args.end(), {"--postgres", params.postgres_dsn});
+  if (params.batch != 0) args.insert(args.end(), {"--batch", std::to_string(params.batch)});
+  if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

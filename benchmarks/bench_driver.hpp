@@ -29,10 +29,13 @@ struct Workload {
   std::string_view description;  // one line, for --help
   WorkloadFn swarm;  // empty = not available on swarm
   WorkloadFn caf;    // empty = not available on CAF
+  WorkloadFn raw = {};  // storage workloads: the raw client library doing the same writes
+  /// The peer Swarm is compared with: "raw" for storage workloads, else "caf".
+  std::string_view peer() const { return raw ? "raw" : "caf"; }
 };
 
 /// The runtimes a workload can run on, in output order.
-inline constexpr std::string_view kRuntimes[] = {"swarm", "caf"};
+inline constexpr std::string_view kRuntimes[] = {"swarm", "caf", "raw"};
 
 /// All workloads, in display order.
 std::span<const Workload> workloads();
@@ -43,8 +46,9 @@ Result<const Workload*> find_workload(std::string_view id);
 /// `w`'s function for `runtime`; an error if the runtime is unknown or lacks `w`.
 Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime);
 
-/// "swarm", "caf" or "both" as the list of runtimes to run.
-Result<std::vector<std::string>> parse_runtimes(std::string_view name);
+/// "swarm", "caf", "raw" or "both" as the list of runtimes to run; "both" is
+/// swarm and `w`'s peer (CAF when no workload is given).
+Result<std::vector<std::string>> parse_runtimes(std::string_view name, const Workload* w = nullptr);
 
 /// Median, min and max of some runs.
 struct Stats {
@@ -79,8 +83,8 @@ Result<RunResult> parse_run_result(std::string_view line);
 /// `value` with a k/M/G prefix and the unit, e.g. "12.31 M msgs/s".
 std::string format_rate(double value, std::string_view unit);
 
-/// Human table of `sums` (all of one workload); with both runtimes, a last
-/// line with the swarm/caf ratio of medians.
+/// Human table of `sums` (all of one workload); with swarm and a peer, a last
+/// line with the swarm/peer ratio of medians.
 std::string format_table(std::span<const Summary> sums);
 
 /// Runs one repeat of `w` on `runtime` and returns its result.

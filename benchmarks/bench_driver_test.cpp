@@ -107,7 +107,7 @@ TEST(Workloads, FindsKnownIds) {
 TEST(Workloads, UnknownIdNamesValueAndAllowed) {
   Result<const Workload*> w = find_workload("W9");
   ASSERT_FALSE(w);
-  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6)");
+  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6, S1, S2)");
 }
 
 TEST(Workloads, RuntimeErrors) {
@@ -127,7 +127,26 @@ TEST(ParseRuntimes, BothAndSingleAndBad) {
   EXPECT_EQ(*parse_runtimes("caf"), (std::vector<std::string>{"caf"}));
   Result<std::vector<std::string>> bad = parse_runtimes("Swarm");
   ASSERT_FALSE(bad);
-  EXPECT_EQ(bad.error(), "swarm-bench: unknown runtime 'Swarm' (allowed: swarm, caf, both)");
+  EXPECT_EQ(bad.error(), "swarm-bench: unknown runtime 'Swarm' (allowed: swarm, caf, raw, both)");
+}
+
+TEST(ParseRuntimes, BothMeansSwarmAndTheWorkloadsPeer) {
+  EXPECT_EQ(*parse_runtimes("both", *find_workload("S1")), (std::vector<std::string>{"swarm", "raw"}));
+  EXPECT_EQ(*parse_runtimes("both", *find_workload("S2")), (std::vector<std::string>{"swarm", "raw"}));
+  EXPECT_EQ(*parse_runtimes("both", *find_workload("W3")), (std::vector<std::string>{"swarm", "caf"}));
+  EXPECT_FALSE(workload_function(**find_workload("S1"), "caf"));
+  EXPECT_TRUE(workload_function(**find_workload("S1"), "raw"));
+}
+
+TEST(Summary, StorageRunsReportTheirBatching) {
+  Summary s{"S1", "swarm", "states/s", {}, {run(3e5)}};
+  s.params.redis_url = "redis://127.0.0.1:7000";
+  s.params.batch = 256;
+  s.params.max_delay_ms = 5;
+  auto j = nlohmann::json::parse(summary_json(s));
+  EXPECT_EQ(j["batch"], 256);
+  EXPECT_EQ(j["max_delay_ms"], 5);
+  EXPECT_FALSE(j.contains("redis")) << "a URL may carry a password";
 }
 
 TEST(RunBenchmark, InterleavesRuntimesAndReportsProgress) {

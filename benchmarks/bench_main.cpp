@@ -31,7 +31,7 @@ std::string workload_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"swarm-bench: standard workloads on swarm and CAF, one child process per run",
+  CLI::App app{"swarm-bench: standard workloads on Swarm and a peer (CAF; raw Redis/Postgres clients), one child process per run",
                "swarm-bench"};
   std::string workload_id;
   std::string runtime = "swarm";
@@ -40,7 +40,17 @@ int main(int argc, char** argv) {
   bool child = false;
   WorkloadParams params;
   app.add_option("workload", workload_id, "Workload id (see below)")->required();
-  app.add_option("--runtime", runtime, "swarm, caf or both")->capture_default_str();
+  app.add_option("--runtime", runtime, "swarm, caf, raw, or both (swarm and the workload's peer)")
+      ->capture_default_str();
+  bool raw = false;
+  app.add_flag("--raw", raw, "S1/S2: also run the raw client library baseline (same as --runtime both)");
+  app.add_option("--redis", params.redis_url, "S1: the Redis server, redis://HOST:PORT[/DB]");
+  app.add_option("--postgres", params.postgres_dsn, "S2: the Postgres server, a libpq DSN or postgresql:// URI");
+  app.add_option("--batch", params.batch, "S1/S2: max batch of Swarm's store, or the raw loop's batch (0 = default)")
+      ->capture_default_str();
+  app.add_option("--max-delay-ms", params.max_delay_ms, "S1/S2: Swarm's max delay before a partial batch (0 = default)")
+      ->check(CLI::Range(0, 60000))
+      ->capture_default_str();
   app.add_option("--repeat", repeat, "Runs per runtime, each in a fresh process")
       ->capture_default_str();
   app.add_flag("--json", as_json, "Print only JSON: one object per runtime, one per line");
@@ -80,9 +90,25 @@ int main(int argc, char** argv) {
     std::cerr << workload.error() << '\n';
     return kBadInput;
   }
+  const std::string_view id = (*workload)->id;
+  if (id == "S1" && params.redis_url.empty()) {
+    std::cerr << "swarm-bench: S1 needs --redis redis://HOST:PORT\n";
+    return kBadInput;
+  }
+  if (id == "S2" && params.postgres_dsn.empty()) {
+    std::cerr << "swarm-bench: S2 needs --postgres 'DSN' (e.g. 'host=127.0.0.1 port=5432 dbname=swarm')\n";
+    return kBadInput;
+  }
+  if (raw) {
+    if (!(*workload)->raw) {
+      std::cerr << "swarm-bench: --raw: workload " << id << " has no raw-library baseline (only S1, S2)\n";
+      return kBadInput;
+    }
+    runtime = "both";
+  }
   if (child) return run_child(**workload, runtime, params);
 
-  auto runtimes = parse_runtimes(runtime);
+  auto runtimes = parse_runtimes(runtime, *workload);
   if (!runtimes) {
     std::cerr << runtimes.error() << '\n';
     return kBadInput;

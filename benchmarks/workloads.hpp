@@ -33,7 +33,7 @@ std::string_view to_string(WorkloadParams::Pooling);
 struct RunResult {
   double value = 0;                       // higher is better, in the workload's unit
   double seconds = 0;                     // wall time of the measured part
-  std::optional<double> bytes_per_agent;  // W1: resident bytes per idle agent
+  std::optional<double> bytes_per_agent = {};  // W1: resident bytes per idle agent
   std::uint64_t checksum = 0;             // correctness witness (W6: sum of leaves)
 };
 
