@@ -1,7 +1,11 @@
 // swarm-demo: a swarm of agents passing messages to random peers under a
 // supervisor, with a progress line each second and a summary at the end.
+// Each peer persists its hop count (in memory, or in Redis with --redis) and
+// every spawn, exit, crash and restart goes to the journal (in memory, or in
+// Postgres with --postgres): a restarted peer carries on from its last count.
 //
 //   swarm-demo --agents 100000 --seconds 5
+//   swarm-demo --redis redis://127.0.0.1:6379 --postgres 'host=127.0.0.1 dbname=swarm'
 
 #include <CLI/CLI.hpp>
 
@@ -15,6 +19,8 @@
 
 #include "runtime/runtime.hpp"
 #include "runtime/supervisor.hpp"
+#include "storage/journal.hpp"
+#include "storage/state_store.hpp"
 
 namespace {
 
@@ -26,6 +32,8 @@ struct Directory {
   explicit Directory(std::size_t n) : refs(n) {}
   std::vector<std::atomic<std::uint64_t>> refs;
   std::atomic<std::uint64_t> hops{0};
+  std::atomic<std::uint64_t> restored{0};  // peers that found a stored state
+  std::atomic<std::uint64_t> started{0};   // peers past on_start (their state is loaded)
   double crash_rate = 0;
 };
 
@@ -35,9 +43,20 @@ AgentRef from_bits(std::uint64_t b) { return AgentRef{static_cast<std::uint32_t>
 class Peer : public swarm::Agent {
  public:
   static constexpr std::string_view kTypeName = "peer";
-  Peer(Directory& dir, std::uint32_t slot) : dir_(dir), slot_(slot), rng_(slot * 2654435761u + 1) {}
+  Peer(Directory& dir, std::uint32_t slot) : dir_(dir), slot_(slot), rng_(slot * 2654435761u + 1) {
+    persist_as("demo-peer-" + std::to_string(slot));
+  }
 
-  void on_start() override { dir_.refs[slot_].store(self().bits(), std::memory_order_release); }
+  void restore(std::string_view state, std::uint64_t) override {
+    total_ = std::stoull(std::string(state));
+    dir_.restored.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string snapshot() const override { return std::to_string(total_); }
+
+  void on_start() override {
+    dir_.refs[slot_].store(self().bits(), std::memory_order_release);
+    dir_.started.fetch_add(1, std::memory_order_relaxed);
+  }
 
   void on_message(swarm::Message& m) override {
     hops_since_flush_ += 1;
@@ -54,18 +73,47 @@ class Peer : public swarm::Agent {
  private:
   void flush() {
     dir_.hops.fetch_add(hops_since_flush_, std::memory_order_relaxed);
+    total_ += hops_since_flush_;
     hops_since_flush_ = 0;
+    mark_dirty();  // the state store gets the new total after this activation
   }
   Directory& dir_;
   std::uint32_t slot_;
   std::minstd_rand rng_;
   std::uint64_t hops_since_flush_ = 0;
+  std::uint64_t total_ = 0;  // hops handled by this peer, across restarts
 };
+
+// The state store and journal chosen on the command line (memory by default).
+struct Storage {
+  std::shared_ptr<swarm::storage::ObservableStateStore> state;
+  std::shared_ptr<swarm::storage::Journal> journal;
+};
+
+swarm::Result<Storage> open_storage(const std::string& redis_url, const std::string& postgres_dsn) {
+  Storage s;
+  if (redis_url.empty()) {
+    s.state = swarm::storage::make_memory_state_store();
+  } else {
+    auto store = swarm::storage::make_redis_state_store({.url = redis_url});
+    if (!store) return swarm::unexpected("--redis: " + store.error());
+    s.state = std::move(*store);
+  }
+  if (postgres_dsn.empty()) {
+    s.journal = swarm::storage::make_memory_journal();
+  } else {
+    auto journal = swarm::storage::make_postgres_journal({.dsn = postgres_dsn});
+    if (!journal) return swarm::unexpected("--postgres: " + journal.error());
+    s.journal = std::move(*journal);
+  }
+  return s;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"swarm-demo: agents passing messages to random peers, supervised, in memory."};
+  CLI::App app{"swarm-demo: agents passing messages to random peers, supervised; state and journal in memory "
+               "unless --redis / --postgres say otherwise."};
   std::uint32_t agents = 100'000;
   double seconds = 5;
   unsigned workers = swarm::RuntimeConfig::default_workers();
@@ -82,12 +130,30 @@ int main(int argc, char** argv) {
   app.add_option("--admin", admin,
                  "Serve the admin HTTP port (/metrics, /debug/agents, /debug/flamegraph, ...) on HOST:PORT "
                  "(:PORT = 127.0.0.1) while running");
+  std::string redis_url, postgres_dsn;
+  app.add_option("--redis", redis_url,
+                 "Keep the peers' state in Redis at redis://HOST[:PORT][/DB] (default: in memory)");
+  app.add_option("--postgres", postgres_dsn,
+                 "Keep the journal of spawns, exits, crashes and restarts in Postgres: a libpq DSN such as "
+                 "'host=127.0.0.1 port=5432 dbname=swarm' (default: in memory)");
   CLI11_PARSE(app, argc, argv);
   if (in_flight == 0) in_flight = std::max<std::uint32_t>(1, agents / 10);
+
+  auto storage = open_storage(redis_url, postgres_dsn);
+  if (!storage) {  // a malformed URL or DSN; a server that is down is not an error
+    std::fprintf(stderr, "swarm-demo: %s\n", storage.error().c_str());
+    return 2;
+  }
+  for (auto [what, ready] : {std::pair{"state store", storage->state->ready()},
+                             std::pair{"journal", storage->journal->ready()}}) {
+    if (!ready) std::fprintf(stderr, "swarm-demo: %s not ready yet (%s); writes wait for it\n", what, ready.error().c_str());
+  }
 
   swarm::RuntimeConfig cfg;
   cfg.workers = workers;
   cfg.telemetry.admin = admin;
+  cfg.state_store = storage->state;
+  cfg.lifecycle = storage->journal;
   std::unique_ptr<swarm::Runtime> runtime;
   try {
     runtime = std::make_unique<swarm::Runtime>(cfg);
@@ -114,11 +180,22 @@ int main(int argc, char** argv) {
   auto t_spawn = std::chrono::steady_clock::now();
   AgentRef sup = rt.spawn<swarm::Supervisor>(std::move(spec));
   for (std::uint32_t i = 0; i < agents; ++i) swarm::Supervisor::start_child(rt, sup, swarm::Payload::of(i));
-  while (rt.stats().live < agents + 1u) std::this_thread::sleep_for(1ms);
+  // Every peer must have its state back before messages flow (a Redis that is down holds them here).
+  for (auto next_note = std::chrono::steady_clock::now() + 2s; dir.started.load() < agents;) {
+    std::this_thread::sleep_for(1ms);
+    if (std::chrono::steady_clock::now() < next_note) continue;
+    next_note += 2s;
+    auto ready = storage->state->ready();
+    std::fprintf(stderr, "swarm-demo: waiting for %llu peers to get their state back (state store: %s)\n",
+                 static_cast<unsigned long long>(agents - dir.started.load()),
+                 ready ? "ready" : ready.error().c_str());
+  }
   rt.wait_idle();
   double spawn_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_spawn).count();
-  std::printf("swarm-demo: %u agents on %u workers, spawned in %.3f s; %u messages circulating for %.1f s\n", agents,
-              rt.worker_count(), spawn_s, in_flight, seconds);
+  std::printf("swarm-demo: %u agents on %u workers, spawned in %.3f s (%llu restored their state); "
+              "%u messages circulating for %.1f s\n",
+              agents, rt.worker_count(), spawn_s, static_cast<unsigned long long>(dir.restored.load()), in_flight,
+              seconds);
 
   std::minstd_rand rng(42);
   for (std::uint32_t i = 0; i < in_flight; ++i) {
@@ -166,5 +243,13 @@ int main(int argc, char** argv) {
   std::printf("  worker steals      %llu, parks %llu\n", static_cast<unsigned long long>(s.steals),
               static_cast<unsigned long long>(s.parks));
   std::printf("  shutdown           %.3f s, %llu agents left\n", stop_s, static_cast<unsigned long long>(s.live));
+  const auto st = storage->state->stats();
+  std::printf("  state store        %s: %llu snapshots, %llu written, %llu coalesced, %zu pending\n",
+              redis_url.empty() ? "memory" : "redis", static_cast<unsigned long long>(st.puts),
+              static_cast<unsigned long long>(st.written), static_cast<unsigned long long>(st.coalesced), st.pending);
+  const auto js = storage->journal->stats();
+  std::printf("  journal            %s: %llu events, %llu written, %llu dropped, %zu queued\n",
+              postgres_dsn.empty() ? "memory" : "postgres", static_cast<unsigned long long>(js.appended),
+              static_cast<unsigned long long>(js.written), static_cast<unsigned long long>(js.dropped), js.queued);
   return s.live == 0 ? 0 : 1;
 }
