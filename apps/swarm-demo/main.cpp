@@ -60,7 +60,7 @@ class Peer : public swarm::Agent {
 
   void on_message(swarm::Message& m) override {
     hops_since_flush_ += 1;
-    if (hops_since_flush_ == 256) flush();
+    if (hops_since_flush_ == 16) flush();
     // A crash loses this message and what is queued here: counted as dead_agent.
     if (dir_.crash_rate > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < dir_.crash_rate) {
       throw std::runtime_error("injected crash");
@@ -144,9 +144,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "swarm-demo: %s\n", storage.error().c_str());
     return 2;
   }
+  // Servers are connected in the background: give them a moment before saying they are not there.
+  for (auto until = std::chrono::steady_clock::now() + 2s; std::chrono::steady_clock::now() < until;) {
+    if (storage->state->ready() && storage->journal->ready()) break;
+    std::this_thread::sleep_for(10ms);
+  }
   for (auto [what, ready] : {std::pair{"state store", storage->state->ready()},
                              std::pair{"journal", storage->journal->ready()}}) {
-    if (!ready) std::fprintf(stderr, "swarm-demo: %s not ready yet (%s); writes wait for it\n", what, ready.error().c_str());
+    if (!ready) std::fprintf(stderr, "swarm-demo: %s not ready (%s); writes wait for it\n", what, ready.error().c_str());
   }
 
   swarm::RuntimeConfig cfg;
