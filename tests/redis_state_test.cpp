@@ -99,13 +99,26 @@ std::string all_bytes() {
   return bytes + std::string("\0\0tail", 6);
 }
 
+// The tests of what goes over the wire run both ways: with the writers'
+// own RESP encoder (the default) and with hiredis formatting each command.
+class RedisStateStoreBothWays : public ::testing::TestWithParam<bool> {
+ protected:
+  RedisStateStoreOptions options(const test::RedisServer& redis) const {
+    RedisStateStoreOptions o = quick(redis);
+    o.encode_batches = GetParam();
+    return o;
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Encoding, RedisStateStoreBothWays, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "encoded" : "plain"; });
+
 // -- layout and round trips ---
 
-TEST(RedisStateStore, WritesOneHashPerKeyAndLoadsItBackBinarySafe) {
+TEST_P(RedisStateStoreBothWays, WritesOneHashPerKeyAndLoadsItBackBinarySafe) {
   test::RedisServer redis;
   const StoredState state{.data = all_bytes(), .version = 42, .updated_ms = 1'700'000'000'123};
   {
-    auto s = store({.url = redis.url()});
+    auto s = store(options(redis));
     s->put("agent/7", state);
     ASSERT_TRUE(s->flush(kPatience));
   }
@@ -116,7 +129,7 @@ TEST(RedisStateStore, WritesOneHashPerKeyAndLoadsItBackBinarySafe) {
   EXPECT_EQ(*raw, state);
 
   // A new store (a restarted process) reads it from the server.
-  auto s = store({.url = redis.url()});
+  auto s = store(options(redis));
   auto r = load(*s, "agent/7");
   ASSERT_TRUE(r) << r.error();
   ASSERT_TRUE(*r);
@@ -174,9 +187,9 @@ TEST(RedisStateStore, ThousandPutsOfOneKeyWriteOnceAndTheNewestWins) {
   EXPECT_EQ(stored(redis, "hot")->data, "v1000");
 }
 
-TEST(RedisStateStore, ManyKeysFromFourThreadsAllArriveWithTheirNewestState) {
+TEST_P(RedisStateStoreBothWays, ManyKeysFromFourThreadsAllArriveWithTheirNewestState) {
   test::RedisServer redis;
-  auto s = store({.url = redis.url()});
+  auto s = store(options(redis));
   constexpr int kThreads = 4, kKeys = 5000, kRounds = 3;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -303,9 +316,9 @@ TEST(RedisStateStore, AServerDownAtCreationGetsEverythingOnceItStarts) {
   EXPECT_EQ(s->stats().reconnects, 0u);  // a first connection is not a reconnect
 }
 
-TEST(RedisStateStore, ServerKilledMidRunEveryKeysNewestStateArrives) {
+TEST_P(RedisStateStoreBothWays, ServerKilledMidRunEveryKeysNewestStateArrives) {
   test::RedisServer redis({.appendonly = true});  // what was acknowledged survives the kill
-  auto s = store(quick(redis));
+  auto s = store(options(redis));
   constexpr int kKeys = 500;
   std::vector<std::uint64_t> newest(kKeys, 0);  // the producer's; read after it joined
   std::atomic<bool> stop{false};
@@ -347,9 +360,9 @@ TEST(RedisStateStore, ServerKilledMidRunEveryKeysNewestStateArrives) {
   EXPECT_TRUE(s->ready());
 }
 
-TEST(RedisStateStore, ALoadWaitsWhileTheServerIsDownAndIsAnsweredWhenItIsBack) {
+TEST_P(RedisStateStoreBothWays, ALoadWaitsWhileTheServerIsDownAndIsAnsweredWhenItIsBack) {
   test::RedisServer redis({.appendonly = true});
-  auto s = store(quick(redis));
+  auto s = store(options(redis));
   s->put("k", {.data = "before the crash", .version = 5});
   ASSERT_TRUE(s->flush(kPatience));
   redis.stop(true);
