@@ -3,7 +3,9 @@
 // must work with any implementation, including one whose loads are slow).
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -45,8 +47,12 @@ class TestStore final : public StateStore {
     ++flushes_;
     return {};
   }
-  Result<void> ready() const override { return {}; }
+  Result<void> ready() const override {
+    if (down_) return unexpected(std::string("not connected to Redis at 127.0.0.1:1"));
+    return {};
+  }
   void collect(metrics::Collector& out) const override { out.gauge("test_store_keys", "Keys.", {}, 3); }
+  std::atomic<bool> down_{false};
 
   void hold_loads() {
     std::lock_guard lock(mu_);
@@ -300,6 +306,21 @@ TEST(Persistence, ShutdownStoresDirtyStatesRecordsExitsAndFlushes) {
 TEST(Persistence, TheStoresSeriesAreInTheRuntimesMetrics) {
   Runtime rt(with(std::make_shared<TestStore>()));
   EXPECT_NE(rt.metrics().render().find("test_store_keys 3"), std::string::npos);
+}
+
+TEST(Persistence, ReadyzReportsAStoreThatIsDown) {
+  auto store = std::make_shared<TestStore>();
+  RuntimeConfig cfg = with(store, std::make_shared<RecordingSink>());
+  cfg.telemetry.admin = "127.0.0.1:0";
+  Runtime rt(cfg);
+  httplib::Client http("127.0.0.1", rt.admin_port());
+  EXPECT_EQ(http.Get("/readyz")->status, 200);
+  store->down_ = true;
+  auto r = http.Get("/readyz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("state_store"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("not connected to Redis"), std::string::npos) << r->body;
 }
 
 TEST(Persistence, PersistingWithoutAStoreIsAnErrorAndLeaksNothing) {
