@@ -84,24 +84,28 @@ nlohmann::json LatencyHistogram::to_json() const {
 
 Result<LatencyHistogram> LatencyHistogram::from_json(const nlohmann::json& j) {
   auto fail = [](const std::string& what) { return unexpected("histogram: " + what); };
+  // Parsed JSON holds non-negative numbers as unsigned, but a document built in code may hold them as signed.
+  auto non_negative = [](const nlohmann::json& v) {
+    return v.is_number_unsigned() || (v.is_number_integer() && v.get<std::int64_t>() >= 0);
+  };
   if (!j.is_object()) return fail("expected an object");
   for (const char* key : {"count", "min", "max", "sum", "buckets", "sub_bucket_bits"}) {
     if (!j.contains(key)) return fail(std::string("missing field \"") + key + "\"");
   }
   if (j.value("unit", "ns") != "ns") return fail("unit " + j["unit"].dump() + " is not supported (allowed: \"ns\")");
-  if (!j["sub_bucket_bits"].is_number_unsigned() || j["sub_bucket_bits"].get<unsigned>() != LatencyBuckets::kSubBits) {
+  if (!non_negative(j["sub_bucket_bits"]) || j["sub_bucket_bits"].get<unsigned>() != LatencyBuckets::kSubBits) {
     return fail("sub_bucket_bits = " + j["sub_bucket_bits"].dump() + " is not supported (allowed: " +
                 std::to_string(LatencyBuckets::kSubBits) + ")");
   }
   for (const char* key : {"count", "min", "max", "sum"}) {
-    if (!j[key].is_number_unsigned()) return fail(std::string("\"") + key + "\" must be a non-negative integer");
+    if (!non_negative(j[key])) return fail(std::string("\"") + key + "\" must be a non-negative integer");
   }
   if (!j["buckets"].is_array()) return fail("\"buckets\" must be an array of [lowest_ns, count]");
   LatencyHistogram h;
   std::size_t last = 0;
   bool first = true;
   for (const nlohmann::json& b : j["buckets"]) {
-    if (!b.is_array() || b.size() != 2 || !b[0].is_number_unsigned() || !b[1].is_number_unsigned()) {
+    if (!b.is_array() || b.size() != 2 || !non_negative(b[0]) || !non_negative(b[1])) {
       return fail("bucket " + b.dump() + " is not [lowest_ns, count]");
     }
     const auto lowest = b[0].get<std::uint64_t>();

@@ -170,12 +170,13 @@ void log_y_axis(Svg& svg, const Panel& p, const std::function<std::string(double
 }  // namespace
 
 std::string spectrum_svg(const std::vector<SpectrumSeries>& series, const std::string& title) {
-  Svg svg(960, 560);
-  Panel p{90, 60, 830, 400, 0, 2, 0, 1};
   std::vector<const SpectrumSeries*> shown;
   for (const SpectrumSeries& s : series) {
     if (s.histogram != nullptr && !s.histogram->empty()) shown.push_back(&s);
   }
+  // The legend sits under the plot, one line per series, clear of the curves.
+  Svg svg(960, 540 + 20 * static_cast<int>(std::max<std::size_t>(shown.size(), 1)));
+  Panel p{90, 60, 830, 400, 0, 2, 0, 1};
   svg.text(svg.width() / 2.0, 30, title, 17, "middle", "font-weight=\"bold\"");
   if (shown.empty()) {
     svg.frame(p);
@@ -225,7 +226,7 @@ std::string spectrum_svg(const std::vector<SpectrumSeries>& series, const std::s
                         format_latency_ns(h.quantile(0.99)) + ", p99.9 " + format_latency_ns(h.quantile(0.999)) +
                         ", max " + format_latency_ns(static_cast<double>(h.max())) + " (" +
                         format_count(static_cast<double>(h.count())) + " samples)";
-    svg.legend(p.x0 + 14, p.y0 + 22 + 18.0 * static_cast<double>(k), color, label);
+    svg.legend(p.x0, p.y0 + p.h + 74 + 20.0 * static_cast<double>(k), color, label);
   }
   return svg.str();
 }

@@ -257,7 +257,7 @@ std::string format_table(const RunResult& r) {
   std::ostringstream o;
   std::string load = r.mode == "closed" ? "closed loop" : "open loop, " + r.schedule;
   o << "swarm-load: " << r.scenario << " (" << load << "; " << fmt("%.3g", r.warmup_seconds) << " s warm-up; "
-    << r.workers << " workers on " << r.cores << " cores)\n";
+    << r.workers << (r.workers == 1 ? " worker" : " workers") << " on " << r.cores << " cores)\n";
   auto row = [&](const std::string& k, const std::string& v) { o << "  " << pad(k, 18) << v << "\n"; };
   std::string tp = format_count(r.throughput) + " msgs/s";
   if (r.mode != "closed") tp += " (target " + format_count(r.target_rate) + "/s)";

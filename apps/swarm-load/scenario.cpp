@@ -20,7 +20,7 @@ std::string quote(std::string_view v) { return "\"" + std::string(v) + "\""; }
 
 std::string num(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%g", v);
+  std::snprintf(buf, sizeof buf, "%.15g", v);
   return buf;
 }
 
@@ -218,8 +218,8 @@ const std::vector<Field>& fields() {
         [](Scenario& s, std::string_view v) { return set_integer(s.payload_bytes, "payload_bytes", v, 16, 16777216); });
     add({"work_ns", "0..1000000000", "CPU time each handler burns per message (ns)"},
         [](Scenario& s, std::string_view v) { return set_integer(s.work_ns, "work_ns", v, 0, 1e9); });
-    add({"request_timeout", "0.001..3600 seconds", "request-reply: a request unanswered this long counts as lost"},
-        [](Scenario& s, std::string_view v) { return set_seconds(s.request_timeout, "request_timeout", v, 0.001, 3600); });
+    add({"request_timeout", "0.0001..3600 seconds", "request-reply: a request unanswered this long counts as lost"},
+        [](Scenario& s, std::string_view v) { return set_seconds(s.request_timeout, "request_timeout", v, 0.0001, 3600); });
     add({"mix", "pipeline=W,fanout=W,topics=W,request-reply=W", "mixed: relative weights of the paths"},
         [](Scenario& s, std::string_view v) -> Result<void> {
           auto m = parse_mix(v);
@@ -544,6 +544,9 @@ Result<Scenario> parse_scenario_yaml(std::string_view text, std::string_view ori
     s = *b;
     s.name = std::filesystem::path(where).stem().string();
   }
+  if (root["rate"] && root["schedule"]) {
+    return unexpected(at(root["schedule"]) + "scenario: rate and schedule both set (allowed: one of them)");
+  }
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string key = it->first.as<std::string>();
     const YAML::Node& value = it->second;
@@ -586,12 +589,12 @@ Result<Scenario> parse_scenario_yaml(std::string_view text, std::string_view ori
       continue;
     }
     if (key == "mix" && value.IsMap()) {
-      std::string text;
+      std::string weights;
       for (auto f = value.begin(); f != value.end(); ++f) {
         if (!f->second.IsScalar()) return unexpected(at(f->second) + "scenario: mix weights are numbers");
-        text += (text.empty() ? "" : ",") + f->first.as<std::string>() + "=" + f->second.Scalar();
+        weights += (weights.empty() ? "" : ",") + f->first.as<std::string>() + "=" + f->second.Scalar();
       }
-      if (auto ok = set_field(s, "mix", text); !ok) return unexpected(at(value) + ok.error());
+      if (auto ok = set_field(s, "mix", weights); !ok) return unexpected(at(value) + ok.error());
       continue;
     }
     if (!value.IsScalar()) {
