@@ -88,10 +88,13 @@ class Journal : public LifecycleSink {
   /// For /readyz: OK, or why the journal cannot write now.
   Result<void> ready() const override = 0;
   virtual JournalStats stats() const = 0;
-  /// Adds a scrape callback with the journal's series (label backend="postgres"|"memory"):
-  /// swarm_journal_queued, swarm_journal_written_total, swarm_journal_dropped_total,
+  /// The journal's series (label backend="postgres"|"memory"): swarm_journal_queued,
+  /// swarm_journal_written_total, swarm_journal_dropped_total,
   /// swarm_journal_write_errors_total, swarm_journal_flush_seconds (one observation per
-  /// committed batch) and, for Postgres, the pool's swarm_pg_pool_* series.
+  /// committed batch) and, for Postgres, the pool's swarm_pg_pool_* series. A Runtime
+  /// whose lifecycle sink this is calls it on each scrape.
+  void collect(metrics::Collector& out) const override = 0;
+  /// For a journal used without a Runtime: a scrape callback that calls collect().
   /// REQUIRES: `registry` outlives this journal (the destructor removes the callback).
   virtual void export_metrics(metrics::Registry& registry) = 0;
 };

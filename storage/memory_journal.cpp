@@ -156,17 +156,19 @@ class MemoryJournal final : public Journal {
     return s;
   }
 
+  void collect(metrics::Collector& c) const override {
+    const JournalStats s = stats();
+    const metrics::Labels labels = {{"backend", "memory"}};
+    c.gauge("swarm_journal_queued", "Journal events waiting to be written.", labels, 0);
+    c.counter("swarm_journal_written_total", "Journal events written.", labels, static_cast<double>(s.written));
+    c.counter("swarm_journal_dropped_total", "Journal events dropped because the journal was full.", labels,
+              static_cast<double>(s.dropped));
+    c.counter("swarm_journal_write_errors_total", "Failed journal batch writes.", labels, 0);
+    c.histogram("swarm_journal_flush_seconds", "Time to write one journal batch.", labels, {});
+  }
+
   void export_metrics(metrics::Registry& registry) override {
-    const auto id = registry.add_callback([this](metrics::Collector& c) {
-      const JournalStats s = stats();
-      const metrics::Labels labels = {{"backend", "memory"}};
-      c.gauge("swarm_journal_queued", "Journal events waiting to be written.", labels, 0);
-      c.counter("swarm_journal_written_total", "Journal events written.", labels, static_cast<double>(s.written));
-      c.counter("swarm_journal_dropped_total", "Journal events dropped because the journal was full.", labels,
-                static_cast<double>(s.dropped));
-      c.counter("swarm_journal_write_errors_total", "Failed journal batch writes.", labels, 0);
-      c.histogram("swarm_journal_flush_seconds", "Time to write one journal batch.", labels, {});
-    });
+    const auto id = registry.add_callback([this](metrics::Collector& c) { collect(c); });
     MutexLock lock(mu_);
     callbacks_.emplace_back(&registry, id);
   }

@@ -382,25 +382,27 @@ class PostgresJournal final : public Journal {
     return stats_locked();
   }
 
+  void collect(metrics::Collector& c) const override {
+    JournalStats s;
+    metrics::HistogramSnapshot flush;
+    {
+      MutexLock lock(mu_);
+      s = stats_locked();
+      flush = flush_hist_;
+    }
+    const metrics::Labels labels = {{"backend", "postgres"}};
+    c.gauge("swarm_journal_queued", "Journal events waiting to be written.", labels, static_cast<double>(s.queued));
+    c.counter("swarm_journal_written_total", "Journal events written.", labels, static_cast<double>(s.written));
+    c.counter("swarm_journal_dropped_total", "Journal events dropped because the journal was full.", labels,
+              static_cast<double>(s.dropped));
+    c.counter("swarm_journal_write_errors_total", "Failed journal batch writes.", labels,
+              static_cast<double>(s.write_errors));
+    c.histogram("swarm_journal_flush_seconds", "Time to write one journal batch.", labels, flush);
+    pool_.collect(c, labels);
+  }
+
   void export_metrics(metrics::Registry& registry) override {
-    const auto id = registry.add_callback([this](metrics::Collector& c) {
-      JournalStats s;
-      metrics::HistogramSnapshot flush;
-      {
-        MutexLock lock(mu_);
-        s = stats_locked();
-        flush = flush_hist_;
-      }
-      const metrics::Labels labels = {{"backend", "postgres"}};
-      c.gauge("swarm_journal_queued", "Journal events waiting to be written.", labels, static_cast<double>(s.queued));
-      c.counter("swarm_journal_written_total", "Journal events written.", labels, static_cast<double>(s.written));
-      c.counter("swarm_journal_dropped_total", "Journal events dropped because the journal was full.", labels,
-                static_cast<double>(s.dropped));
-      c.counter("swarm_journal_write_errors_total", "Failed journal batch writes.", labels,
-                static_cast<double>(s.write_errors));
-      c.histogram("swarm_journal_flush_seconds", "Time to write one journal batch.", labels, flush);
-      pool_.collect(c, labels);
-    });
+    const auto id = registry.add_callback([this](metrics::Collector& c) { collect(c); });
     MutexLock lock(mu_);
     callbacks_.emplace_back(&registry, id);
   }

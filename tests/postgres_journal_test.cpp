@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "metrics/registry.hpp"
+#include "runtime/runtime.hpp"
 #include "storage/journal.hpp"
 #include "storage/pg_pool.hpp"
 #include "tests/support/postgres_server.hpp"
@@ -406,6 +407,51 @@ TEST_F(PostgresJournalTest, MetricsShowTheJournalAndItsPool) {
         "swarm_pg_pool_reconnects_total{backend=\"postgres\"} 0"}) {
     EXPECT_NE(text.find(series), std::string::npos) << series << "\n" << text;
   }
+}
+
+// -- with the runtime ---
+
+// Publishes one audited message per message it is sent.
+class OrderDesk : public Agent {
+ public:
+  static constexpr std::string_view kTypeName = "order_desk";
+  void on_message(Message& m) override {
+    (void)publish("orders.created", Payload(std::string_view(m.payload.text())));
+  }
+};
+
+TEST_F(PostgresJournalTest, ARuntimesLifecycleAndAuditedMessagesAreStoredExactlyOnce) {
+  constexpr int kAgents = 40, kMessagesEach = 25;
+  std::vector<AgentRef> desks;
+  {
+    RuntimeConfig cfg;
+    cfg.workers = 2;
+    cfg.lifecycle = std::shared_ptr<Journal>(journal({.dsn = dsn_, .max_batch = 64}));
+    cfg.audit_topics = {"orders.>"};
+    Runtime rt(std::move(cfg));
+    for (int i = 0; i < kAgents; ++i) desks.push_back(rt.spawn<OrderDesk>());
+    for (int n = 0; n < kMessagesEach; ++n) {
+      for (AgentRef d : desks) ASSERT_EQ(rt.send(d, std::string_view("order")), SendResult::ok);
+    }
+    ASSERT_TRUE(rt.wait_idle());
+    // The journal's and its pool's series are part of the runtime's /metrics.
+    const std::string text = rt.metrics().render();
+    EXPECT_NE(text.find("swarm_journal_written_total{backend=\"postgres\"}"), std::string::npos) << text;
+    EXPECT_NE(text.find("swarm_pg_pool_max{backend=\"postgres\"} 16"), std::string::npos) << text;
+  }  // shutdown: the agents exit, then the journal is flushed
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal WHERE kind = 'spawned'"), kAgents);
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal WHERE kind = 'exited'"), kAgents);
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal WHERE kind = 'message' AND detail = 'orders.created' "
+                  "AND payload = 'order'::bytea AND agent_type = 'order_desk'"),
+            kAgents * kMessagesEach);
+  EXPECT_EQ(count("SELECT count(*) FROM swarm_journal"), kAgents * (kMessagesEach + 2));
+  // Each desk's history starts with its spawn and ends with its exit.
+  auto j = journal({.dsn = dsn_});
+  auto h = j->history(desks[7].bits());
+  ASSERT_TRUE(h) << h.error();
+  ASSERT_EQ(h->size(), static_cast<std::size_t>(kMessagesEach + 2));
+  EXPECT_EQ(h->front().kind, EventKind::spawned);
+  EXPECT_EQ(h->back().kind, EventKind::exited);
 }
 
 // -- pool ---
