@@ -136,13 +136,14 @@ Stats compute_stats(std::span<const double> values) {
 }
 
 std::string summary_json(const Summary& s) {
-  std::vector<double> values, seconds, bytes;
+  std::vector<double> values, seconds, bytes, history;
   std::vector<std::uint64_t> checksums;
   for (const RunResult& r : s.runs) {
     values.push_back(r.value);
     seconds.push_back(r.seconds);
     checksums.push_back(r.checksum);
     if (r.bytes_per_agent) bytes.push_back(*r.bytes_per_agent);
+    if (r.history_p95_ms) history.push_back(*r.history_p95_ms);
   }
   Stats st = compute_stats(values);
   // ordered_json keeps the contract's field order, easier to read by eye.
@@ -152,6 +153,7 @@ std::string summary_json(const Summary& s) {
       {"runs", values},
   };
   if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
+  if (!history.empty()) j["history_p95_ms"] = compute_stats(history).median;
   j["workers"] = s.params.workers;
   j["scale"] = s.params.scale;
   if (!s.params.redis_url.empty() || !s.params.postgres_dsn.empty()) {
@@ -171,6 +173,7 @@ std::string summary_json(const Summary& s) {
 std::string run_result_json(const RunResult& r) {
   json j = {{"value", r.value}, {"seconds", r.seconds}, {"checksum", r.checksum}};
   if (r.bytes_per_agent) j["bytes_per_agent"] = *r.bytes_per_agent;
+  if (r.history_p95_ms) j["history_p95_ms"] = *r.history_p95_ms;
   return j.dump();
 }
 
@@ -195,6 +198,10 @@ Result<RunResult> parse_run_result(std::string_view line) {
   if (auto b = j.find("bytes_per_agent"); b != j.end() && !b->is_null()) {
     if (!b->is_number()) return bad("bytes_per_agent is not a number");
     r.bytes_per_agent = b->get<double>();
+  }
+  if (auto h = j.find("history_p95_ms"); h != j.end() && !h->is_null()) {
+    if (!h->is_number()) return bad("history_p95_ms is not a number");
+    r.history_p95_ms = h->get<double>();
   }
   return r;
 }
@@ -232,6 +239,15 @@ std::string format_table(std::span<const Summary> sums) {
     while (out.back() == ' ') out.pop_back();
     out += '\n';
     if (s.runtime == "swarm") swarm_median = st.median;
+    std::vector<double> history;
+    for (const RunResult& r : s.runs) {
+      if (r.history_p95_ms) history.push_back(*r.history_p95_ms);
+    }
+    if (!history.empty()) {
+      std::snprintf(buf, sizeof buf, "%-8s history(agent) p95 %.2f ms (median of runs)\n", s.runtime.c_str(),
+                    compute_stats(history).median);
+      out += buf;
+    }
     if (s.runtime != "swarm") {
       peer_median = st.median;
       peer = s.runtime;

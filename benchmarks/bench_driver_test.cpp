@@ -67,26 +67,37 @@ TEST(SummaryJson, W1HasMedianBytesPerAgent) {
   EXPECT_EQ(j.at("median").get<double>(), 2.5);
 }
 
+TEST(SummaryJson, S2HasTheMedianHistoryP95AndTheTableShowsIt) {
+  Summary s{"S2", "swarm", "events/s", {}, {run(1), run(2), run(3)}};
+  double p95[] = {3.0, 1.0, 2.0};
+  for (int i = 0; i < 3; ++i) s.runs[i].history_p95_ms = p95[i];
+  EXPECT_EQ(json::parse(summary_json(s)).at("history_p95_ms").get<double>(), 2.0);
+  EXPECT_NE(format_table({&s, 1}).find("history(agent) p95 2.00 ms"), std::string::npos) << format_table({&s, 1});
+}
+
 TEST(RunResultJson, RoundTrips) {
-  RunResult r{12345678.9, 0.0811, 321.5, 18446744073709551615ull};
+  RunResult r{12345678.9, 0.0811, 321.5, 18446744073709551615ull, 1.25};
   Result<RunResult> back = parse_run_result(run_result_json(r));
   ASSERT_TRUE(back) << back.error();
   EXPECT_EQ(back->value, r.value);
   EXPECT_EQ(back->seconds, r.seconds);
   EXPECT_EQ(back->bytes_per_agent, r.bytes_per_agent);
   EXPECT_EQ(back->checksum, r.checksum);
+  EXPECT_EQ(back->history_p95_ms, r.history_p95_ms);
 
   back = parse_run_result(R"({"value": 2.5, "seconds": 1})");
   ASSERT_TRUE(back) << back.error();
   EXPECT_EQ(back->value, 2.5);
   EXPECT_FALSE(back->bytes_per_agent.has_value());
+  EXPECT_FALSE(back->history_p95_ms.has_value());
   EXPECT_EQ(back->checksum, 0u);
 }
 
 TEST(RunResultJson, RejectsBadLines) {
   for (const char* line : {"", "not json", "[1,2]", R"({"seconds": 1})",
                            R"({"value": "fast", "seconds": 1})",
-                           R"({"value": 1, "seconds": 1, "checksum": -3})"}) {
+                           R"({"value": 1, "seconds": 1, "checksum": -3})",
+                           R"({"value": 1, "seconds": 1, "history_p95_ms": "slow"})"}) {
     Result<RunResult> r = parse_run_result(line);
     ASSERT_FALSE(r) << line;
     EXPECT_EQ(r.error().rfind("swarm-bench: ", 0), 0u) << r.error();

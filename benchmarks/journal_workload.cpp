@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <ctime>
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -85,6 +86,25 @@ std::uint64_t count_rows(const std::string& dsn) {
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// p95 of history(agent) over kHistoryQueries random agents, in ms: what a
+// user browsing the journal waits, on the table the run just wrote.
+constexpr int kHistoryQueries = 1000;
+double history_p95_ms(storage::Journal& journal) {
+  std::mt19937_64 rng(42);
+  std::vector<double> ms;
+  ms.reserve(kHistoryQueries);
+  for (int q = 0; q < kHistoryQueries; ++q) {
+    const std::uint64_t agent = rng() % kAgents;
+    const auto start = Clock::now();
+    auto h = journal.history(agent);
+    ms.push_back(seconds_since(start) * 1e3);
+    if (!h) fail("history query failed: " + h.error());
+    if (h->empty()) fail("history of agent " + std::to_string(agent) + " is empty");
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() * 95 / 100];
 }
 
 // -- raw COPY: what a careful hand-written writer does per row ---
@@ -164,11 +184,13 @@ RunResult swarm_s2(const WorkloadParams& p) {
   if (auto flushed = journal->flush(std::chrono::minutes(10)); !flushed) fail(flushed.error());
   const double seconds = seconds_since(start);
   const storage::JournalStats stats = journal->stats();
-  journal.reset();
   if (stats.dropped != 0) fail("the journal dropped " + std::to_string(stats.dropped) + " events");
+  const double p95 = history_p95_ms(*journal);
+  journal.reset();
   return RunResult{.value = static_cast<double>(n) / seconds,
                    .seconds = seconds,
-                   .checksum = count_rows(p.postgres_dsn)};
+                   .checksum = count_rows(p.postgres_dsn),
+                   .history_p95_ms = p95};
 }
 
 RunResult raw_s2(const WorkloadParams& p) {

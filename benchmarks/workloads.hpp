@@ -35,6 +35,7 @@ struct RunResult {
   double seconds = 0;                     // wall time of the measured part
   std::optional<double> bytes_per_agent = {};  // W1: resident bytes per idle agent
   std::uint64_t checksum = 0;             // correctness witness (W6: sum of leaves)
+  std::optional<double> history_p95_ms = {};   // S2 swarm: p95 of history(agent) on the rows written
 };
 
 // W1 spawn 100k idle agents; value = spawns/s, bytes_per_agent from RSS.
@@ -59,6 +60,8 @@ RunResult swarm_w6(const WorkloadParams&);
 //    (default 1024). Both start from an empty database (FLUSHDB first).
 // S2 journal: `scale` (standard 1M) events with a 64-byte payload appended to
 //    Swarm's Postgres journal, then flush() returns; value = events/s.
+//    Then (not timed in value) 1,000 history(agent) queries of random agents
+//    on the table as written; history_p95_ms = their p95.
 //    raw: the same rows through pqxx::stream_to COPY batches of `batch`
 //    (default 10,000) on one connection. Both start from an empty table.
 RunResult swarm_s1(const WorkloadParams&);

@@ -89,7 +89,9 @@ TEST(Capacity, ARateThatFailsItsConfirmationIsNotTheAnswer) {
   EXPECT_LT(c->sustainable_rate, 80'000);
   EXPECT_GT(c->sustainable_rate, 0);
   for (const Trial& t : c->trials) {
-    if (t.rate == c->sustainable_rate) EXPECT_TRUE(t.pass);
+    if (t.rate == c->sustainable_rate) {
+      EXPECT_TRUE(t.pass);
+    }
   }
 }
 

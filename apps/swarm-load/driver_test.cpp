@@ -54,11 +54,15 @@ TEST_P(BuiltInScenario, RunsAndAccountsForEveryMessage) {
   ASSERT_TRUE(r) << r.error();
   expect_everything_accounted(s, *r);
   // Each receiver at the end of a path records one observation.
-  if (s.topology == Topology::fanout) EXPECT_EQ(r->observations, r->completed * s.subscribers);
+  if (s.topology == Topology::fanout) {
+    EXPECT_EQ(r->observations, r->completed * s.subscribers);
+  }
   if (s.topology == Topology::pipeline || s.topology == Topology::request_reply || s.topology == Topology::topics) {
     EXPECT_EQ(r->observations, r->completed);
   }
-  if (s.topology == Topology::mixed) EXPECT_GE(r->observations, r->completed);
+  if (s.topology == Topology::mixed) {
+    EXPECT_GE(r->observations, r->completed);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Smoke, BuiltInScenario,

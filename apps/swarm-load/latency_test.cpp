@@ -44,7 +44,9 @@ TEST(LatencyBuckets, EveryValueFallsInsideItsBucketAndBucketsAreNarrow) {
     ASSERT_LT(i, LatencyBuckets::kCount);
     ASSERT_LE(LatencyBuckets::lower(i), v);
     ASSERT_LT(v, LatencyBuckets::lower(i) + LatencyBuckets::width(i));
-    if (v >= 256) ASSERT_LE(static_cast<double>(LatencyBuckets::width(i)) / LatencyBuckets::lower(i), 1.0 / 128);
+    if (v >= 256) {
+      ASSERT_LE(static_cast<double>(LatencyBuckets::width(i)) / LatencyBuckets::lower(i), 1.0 / 128);
+    }
   }
   // Buckets tile the range without gaps or overlaps.
   for (std::size_t i = 0; i + 1 < LatencyBuckets::kCount; ++i) {

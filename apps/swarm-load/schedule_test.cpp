@@ -107,7 +107,9 @@ std::vector<std::uint64_t> pace(RateController& rc, std::uint64_t max_step_ns, s
       sent_at.push_back(now);
       rc.advance();
     }
-    if (!rc.done()) EXPECT_GT(rc.next_due_ns(), now);  // nothing due is left behind
+    if (!rc.done()) {
+      EXPECT_GT(rc.next_due_ns(), now);  // nothing due is left behind
+    }
     now += 1 + rng() % max_step_ns;
   }
   return sent_at;
