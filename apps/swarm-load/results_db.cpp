@@ -33,7 +33,7 @@ Result<std::int64_t> store_run(const std::string& dsn, const RunResult& run) {
     pqxx::connection conn(dsn);
     pqxx::work tx(conn);
     // Two runs creating the table at once: the loser's CREATE waits on the lock, then finds it.
-    tx.exec0("SELECT pg_advisory_xact_lock(7242001)");
+    tx.exec("SELECT pg_advisory_xact_lock(7242001)");
     tx.exec0(kCreate);
     const nlohmann::json& lat = j["latency_seconds"];
     pqxx::result r = tx.exec_params(
