@@ -235,10 +235,14 @@ std::string timeline_svg(const RunResult& run, const std::string& title) {
   Svg svg(960, 720);
   svg.text(svg.width() / 2.0, 30, title, 17, "middle", "font-weight=\"bold\"");
   const std::vector<IntervalStats>& tl = run.timeline;
+  // A rate over a sliver (the drain after the last full interval) is noise, not a cliff: left out.
+  double longest = 0;
+  for (const IntervalStats& s : tl) longest = std::max(longest, s.seconds);
   double tmax = 1, rate_max = 1, lat_min = 1e300, lat_max = 0, drop_max = 0, warm_end = 0;
   for (const IntervalStats& s : tl) {
     tmax = std::max(tmax, s.t);
-    rate_max = std::max({rate_max, s.sent_rate(), s.completed_rate(), s.target_rate});
+    rate_max = std::max(rate_max, s.target_rate);
+    if (s.seconds >= longest / 2) rate_max = std::max({rate_max, s.sent_rate(), s.completed_rate()});
     for (double v : {s.p50, s.p99, s.max}) {
       if (v > 0) {
         lat_min = std::min(lat_min, v * 1e9);
@@ -301,8 +305,11 @@ std::string timeline_svg(const RunResult& run, const std::string& title) {
     }
     svg.polyline(pts, "#555555", 1.5, "stroke-dasharray=\"6,4\"");
   }
-  svg.polyline(series(thr, [](const IntervalStats& s) { return s.sent_rate(); }), "#9ecae1", 2);
-  svg.polyline(series(thr, [](const IntervalStats& s) { return s.completed_rate(); }), kPalette[0], 2.2);
+  auto rate = [longest](double (IntervalStats::*of)() const) {
+    return [longest, of](const IntervalStats& s) { return s.seconds < longest / 2 ? -1.0 : (s.*of)(); };
+  };
+  svg.polyline(series(thr, rate(&IntervalStats::sent_rate)), "#9ecae1", 2);
+  svg.polyline(series(thr, rate(&IntervalStats::completed_rate)), kPalette[0], 2.2);
   double lx = thr.x0 + 12;
   svg.legend(lx, thr.y0 + 20, kPalette[0], "completed/s");
   svg.legend(lx + 150, thr.y0 + 20, "#9ecae1", "sent/s");
