@@ -142,6 +142,8 @@ std::string progress_line(const IntervalStats& p, const LiveTotals& live) {
                        return std::string(b);
                      }() +
                      "] sent " + format_count(p.sent_rate()) + "/s  done " + format_count(p.completed_rate()) + "/s";
+  // The drain's last sliver: rates over a few ms say little, so say how short it was.
+  if (p.seconds < 0.5) line += " (over the last " + format_latency_ns(p.seconds * 1e9) + ")";
   if (p.observations > 0) {
     line += "  p50 " + format_latency_ns(p.p50 * 1e9) + "  p99 " + format_latency_ns(p.p99 * 1e9);
   } else {
