@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -269,12 +270,29 @@ int cmd_compare(const std::string& a_path, const std::string& b_path, const std:
   return c.regression() ? kFailed : kOk;
 }
 
+// A rate as --rate takes it (k and M suffixes), checked as the scenario's rate field is.
+swarm::Result<double> parse_rate(const std::string& text, const std::string& flag) {
+  Scenario probe;
+  if (auto ok = set_field(probe, "rate", text); !ok) return swarm::unexpected(flag + ": " + ok.error());
+  return probe.rate;
+}
+
 int cmd_capacity(const ScenarioFlags& flags, CapacityOptions o, const std::string& slo_text,
-                 const std::string& precision_text, const std::string& json_path) {
+                 const std::string& precision_text, const std::string& start_text, const std::string& max_text,
+                 const std::string& json_path) {
   auto s = flags.resolve();
   if (!s) {
     std::fprintf(stderr, "swarm-load: %s\n", s.error().c_str());
     return kBadInput;
+  }
+  for (auto [text, flag, dst] : {std::tuple{&start_text, "--start", &o.start_rate}, {&max_text, "--max", &o.max_rate}}) {
+    if (text->empty()) continue;
+    auto rate = parse_rate(*text, flag);
+    if (!rate) {
+      std::fprintf(stderr, "swarm-load: %s\n", rate.error().c_str());
+      return kBadInput;
+    }
+    *dst = *rate;
   }
   auto slo = parse_seconds(slo_text, "--slo-p99");
   if (!slo || *slo <= 0) {
@@ -411,10 +429,10 @@ int main(int argc, char** argv) {
   ScenarioFlags cap_flags;
   cap_flags.attach(*cap, false);
   CapacityOptions copt;
-  std::string cap_slo = "1ms", precision_text = "5%", cap_json;
+  std::string cap_slo = "1ms", precision_text = "5%", cap_json, start_text, max_text;
   cap->add_option("--slo-p99", cap_slo, "Latency SLO on p99 (default 1ms)");
-  cap->add_option("--start", copt.start_rate, "First rate tried, messages/s (default 10000)");
-  cap->add_option("--max", copt.max_rate, "Highest rate tried (default 1e8)");
+  cap->add_option("--start", start_text, "First rate tried, messages/s (k and M suffixes; default 10k)");
+  cap->add_option("--max", max_text, "Highest rate tried, messages/s (default 100M)");
   cap->add_option("--precision", precision_text, "Stop when the bounds are this close (default 5%)");
   cap->add_option("--trial-seconds", copt.trial_seconds, "Measured seconds per trial (default 2)")
       ->check(CLI::Range(0.05, 3600.0));
@@ -458,7 +476,7 @@ int main(int argc, char** argv) {
 
   if (run->parsed()) return cmd_run(run_flags, json_path, plot_prefix, no_png, results_dsn, slo_text, quiet);
   if (cmp->parsed()) return cmd_compare(a_path, b_path, threshold_text, metrics, cmp_plot, cmp_no_png);
-  if (cap->parsed()) return cmd_capacity(cap_flags, copt, cap_slo, precision_text, cap_json);
+  if (cap->parsed()) return cmd_capacity(cap_flags, copt, cap_slo, precision_text, start_text, max_text, cap_json);
   if (list->parsed()) return cmd_list(show_fields);
   if (plot->parsed()) return cmd_plot(plot_files, plot_out, plot_no_png);
   return kBadInput;
