@@ -198,3 +198,22 @@ TEST(Driver, ABadAdminAddressIsAnErrorFromTheRuntime) {
 
 }  // namespace
 }  // namespace swarm::load
+
+namespace swarm::load {
+namespace {
+
+TEST(Driver, ByDefaultTheGeneratorsKeepCoresOfTheirOwn) {
+  Scenario s = small("pipeline");
+  s.workers = 0;
+  auto r = run_scenario(s);
+  ASSERT_TRUE(r) << r.error();
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  EXPECT_EQ(r->workers, cores > 1 ? cores - 1 : 1u);
+  s.workers = 3;
+  r = run_scenario(s);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ(r->workers, 3u);
+}
+
+}  // namespace
+}  // namespace swarm::load

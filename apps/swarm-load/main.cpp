@@ -93,7 +93,7 @@ struct ScenarioFlags {
     add(app, "--idle-agents", "idle_agents", "Extra agents that only exist");
     add(app, "--payload", "payload_bytes", "Payload bytes (16..16777216)");
     add(app, "--work-ns", "work_ns", "CPU each handler burns per message, ns");
-    add(app, "--workers", "workers", "Runtime worker threads (default: cores)");
+    add(app, "--workers", "workers", "Runtime worker threads (default: the cores the generators leave, at least 1)");
     add(app, "--mailbox", "mailbox_capacity", "Mailbox capacity of every agent");
     add(app, "--overflow", "overflow", "Full mailbox policy: reject, drop_oldest, drop_newest");
     add(app, "--telemetry", "telemetry", "The runtime's telemetry: on or off");

@@ -238,7 +238,7 @@ const std::vector<Field>& fields() {
           s.overflow = *p;
           return {};
         });
-    add({"workers", "0..256", "runtime worker threads (0 = one per core)"},
+    add({"workers", "0..256", "runtime worker threads (0 = one per core left to the swarm after the generators, at least 1)"},
         [](Scenario& s, std::string_view v) { return set_integer(s.workers, "workers", v, 0, RuntimeConfig::kMaxWorkers); });
     add({"telemetry", "true, false", "the runtime's telemetry (latency sampling, histograms, watchdog)"},
         [](Scenario& s, std::string_view v) -> Result<void> {
