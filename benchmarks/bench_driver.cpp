@@ -159,6 +159,7 @@ std::string summary_json(const Summary& s) {
   if (!s.params.redis_url.empty() || !s.params.postgres_dsn.empty()) {
     j["batch"] = s.params.batch;  // 0: the default of the store or the raw loop
     if (s.runtime == "swarm") j["max_delay_ms"] = s.params.max_delay_ms;
+    if (s.runtime == "swarm" && !s.params.postgres_dsn.empty()) j["staged"] = s.params.staged;
   }
   if (s.runtime == "swarm") {
     j["pooling"] = to_string(s.params.pooling);
@@ -280,6 +281,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (!params.postgres_dsn.empty()) args.insert(args.end(), {"--postgres", params.postgres_dsn});
   if (params.batch != 0) args.insert(args.end(), {"--batch", std::to_string(params.batch)});
   if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
+  if (params.staged) args.emplace_back("--staged");
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

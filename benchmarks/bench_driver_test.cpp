@@ -158,6 +158,12 @@ TEST(Summary, StorageRunsReportTheirBatching) {
   EXPECT_EQ(j["batch"], 256);
   EXPECT_EQ(j["max_delay_ms"], 5);
   EXPECT_FALSE(j.contains("redis")) << "a URL may carry a password";
+  EXPECT_FALSE(j.contains("staged"));  // S2 only
+
+  Summary s2{"S2", "swarm", "events/s", {}, {run(1e5)}};
+  s2.params.postgres_dsn = "host=127.0.0.1";
+  s2.params.staged = true;
+  EXPECT_EQ(nlohmann::json::parse(summary_json(s2))["staged"], true);
 }
 
 TEST(RunBenchmark, InterleavesRuntimesAndReportsProgress) {

@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-delay-ms", params.max_delay_ms, "S1/S2: Swarm's max delay before a partial batch (0 = default)")
       ->check(CLI::Range(0, 60000))
       ->capture_default_str();
+  app.add_flag("--staged", params.staged,
+               "S2: Swarm's journal merges every batch through its staging table (ON CONFLICT DO NOTHING), "
+               "as it does a retried batch: what idempotent writes cost");
   app.add_option("--repeat", repeat, "Runs per runtime, each in a fresh process")
       ->capture_default_str();
   app.add_flag("--json", as_json, "Print only JSON: one object per runtime, one per line");

@@ -159,6 +159,7 @@ RunResult swarm_s2(const WorkloadParams& p) {
   storage::PostgresJournalOptions options{.dsn = p.postgres_dsn};
   if (p.batch != 0) options.max_batch = p.batch;
   if (p.max_delay_ms > 0) options.max_delay = std::chrono::milliseconds(p.max_delay_ms);
+  options.direct_copy = !p.staged;
   options.max_queue = std::max<std::size_t>(options.max_queue, n);  // a figure with drops would mean nothing
   auto made = storage::make_postgres_journal(options);
   if (!made) fail(made.error());

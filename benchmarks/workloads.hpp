@@ -26,6 +26,7 @@ struct WorkloadParams {
   std::string postgres_dsn = {};  // S2: libpq DSN
   std::size_t batch = 0;          // S1/S2 on swarm: max batch; raw: the batch size
   int max_delay_ms = 0;           // S1/S2 on swarm: the store's max delay
+  bool staged = false;            // S2 on swarm: every batch through the staging table (the retry path)
 };
 
 std::string_view to_string(WorkloadParams::Pooling);
