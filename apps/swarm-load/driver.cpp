@@ -1,5 +1,6 @@
 #include "apps/swarm-load/driver.hpp"
 
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -269,6 +270,67 @@ void sleep_until_ns(std::uint64_t t) noexcept {
   }
 }
 
+// -- cores: the runtime's, and one per generator ---
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+struct CoreSplit {
+  std::vector<int> runtime, generators;  // empty: no split
+  std::string describe() const {
+    auto list = [](const std::vector<int>& v) {
+      std::string out;
+      for (int c : v) out += (out.empty() ? "" : ",") + std::to_string(c);
+      return out;
+    };
+    return "generators pinned to CPU " + list(generators) + "; the runtime's threads on CPU " + list(runtime);
+  }
+};
+
+// The last `generators` of the allowed CPUs for the generators, the rest for
+// the runtime; no split when that would leave the runtime nothing.
+CoreSplit split_cores(unsigned generators) {
+  std::vector<int> cpus = allowed_cpus();
+  if (cpus.size() <= generators) return {};
+  CoreSplit split;
+  split.generators.assign(cpus.end() - generators, cpus.end());
+  split.runtime.assign(cpus.begin(), cpus.end() - generators);
+  return split;
+}
+
+void set_affinity(const std::vector<int>& cpus) noexcept {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cpus) CPU_SET(c, &set);
+  (void)::sched_setaffinity(0, sizeof set, &set);  // best effort: a refused mask only costs precision
+}
+
+void pin_to(int cpu) noexcept { set_affinity({cpu}); }
+
+// Threads created in its scope inherit `cpus`; the caller's mask comes back after.
+class ScopedAffinity {
+ public:
+  explicit ScopedAffinity(const std::vector<int>& cpus) : saved_(cpus.empty() ? std::vector<int>{} : allowed_cpus()) {
+    if (!cpus.empty()) set_affinity(cpus);
+  }
+  ~ScopedAffinity() {
+    if (!saved_.empty()) set_affinity(saved_);
+  }
+  ScopedAffinity(const ScopedAffinity&) = delete;
+  ScopedAffinity& operator=(const ScopedAffinity&) = delete;
+
+ private:
+  std::vector<int> saved_;
+};
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -485,7 +547,7 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   // By default each generator keeps a core of its own: it waits for send
   // times on the clock, and a swarm sharing its core would see the wait as
   // preemption (on 2 cores, p99 several ms instead of under one).
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const auto cores = static_cast<unsigned>(std::max<std::size_t>(1, allowed_cpus().size()));
   cfg.workers = s.workers != 0 ? s.workers : std::max(1u, cores > s.generators ? cores - s.generators : 1u);
   cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
   cfg.telemetry.enabled = s.telemetry;
@@ -499,13 +561,20 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
   ctx->persist = s.storage != StorageKind::none;
 
+  // With the default worker count, the cores are split for real: the
+  // runtime's threads inherit a mask without the generators' cores, and each
+  // generator is pinned to one of those (else the scheduler may still stack a
+  // worker on a generator's core now and then: p99 of milliseconds).
+  const CoreSplit split = s.workers == 0 ? split_cores(s.generators) : CoreSplit{};
   std::unique_ptr<Runtime> rt;
   try {
+    const ScopedAffinity for_the_runtime(split.runtime);
     rt = std::make_unique<Runtime>(cfg);
   } catch (const std::exception& e) {
     return unexpected(std::string(e.what()));
   }
   RunResult res;
+  if (!split.generators.empty()) res.notes.push_back(split.describe());
   res.scenario = s.name;
   res.scenario_json = to_json(s).dump();
   res.mode = std::string(to_string(s.mode));
@@ -583,6 +652,7 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   for (unsigned g = 0; g < s.generators; ++g) {
     threads.emplace_back([&, g] {
       ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // wake-ups within microseconds, not 50 us
+      if (!split.generators.empty()) pin_to(split.generators[g]);
       Generator gen(*rt, s, *swarm, *cells[g], g);
       sleep_until_ns(origin);
       if (s.mode == LoadMode::open) {
