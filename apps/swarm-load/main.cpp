@@ -285,6 +285,9 @@ int cmd_capacity(const ScenarioFlags& flags, CapacityOptions o, const std::strin
     std::fprintf(stderr, "swarm-load: %s\n", s.error().c_str());
     return kBadInput;
   }
+  // The scenario's own rate is where a search starts unless told: light loads
+  // are not the question, and on a VM their wake-ups make a poor first trial.
+  if (s->rate > 0) o.start_rate = s->rate;
   for (auto [text, flag, dst] : {std::tuple{&start_text, "--start", &o.start_rate}, {&max_text, "--max", &o.max_rate}}) {
     if (text->empty()) continue;
     auto rate = parse_rate(*text, flag);
@@ -431,7 +434,7 @@ int main(int argc, char** argv) {
   CapacityOptions copt;
   std::string cap_slo = "1ms", precision_text = "5%", cap_json, start_text, max_text;
   cap->add_option("--slo-p99", cap_slo, "Latency SLO on p99 (default 1ms)");
-  cap->add_option("--start", start_text, "First rate tried, messages/s (k and M suffixes; default 10k)");
+  cap->add_option("--start", start_text, "First rate tried, messages/s (k and M suffixes; default: the scenario's rate)");
   cap->add_option("--max", max_text, "Highest rate tried, messages/s (default 100M)");
   cap->add_option("--precision", precision_text, "Stop when the bounds are this close (default 5%)");
   cap->add_option("--trial-seconds", copt.trial_seconds, "Measured seconds per trial (default 2)")
