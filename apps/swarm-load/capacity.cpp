@@ -59,14 +59,18 @@ TrialRunner scenario_trials(const Scenario& scenario, const CapacityOptions& opt
 Result<CapacityResult> find_capacity(const CapacityOptions& o, const TrialRunner& run,
                                      const std::function<void(const Trial&)>& on_trial) {
   CapacityResult res;
-  std::set<double> failed;  // a rate that failed once stays failed
+  std::set<double> failed;  // a rate that failed (with its retries) stays failed
   auto try_rate = [&](double rate) -> Result<bool> {
-    auto t = run(rate);
-    if (!t) return unexpected(t.error());
-    res.trials.push_back(*t);
-    if (on_trial) on_trial(*t);
-    if (!t->pass) failed.insert(rate);
-    return t->pass;
+    for (unsigned attempt = 0;; ++attempt) {
+      auto t = run(rate);
+      if (!t) return unexpected(t.error());
+      res.trials.push_back(*t);
+      if (on_trial) on_trial(*t);
+      if (t->pass) return true;
+      if (attempt >= o.retries || res.trials.size() >= o.max_trials) break;
+    }
+    failed.insert(rate);
+    return false;
   };
   // The highest rate below `limit` that passed and never failed.
   auto best_pass_below = [&](double limit) {
@@ -143,6 +147,7 @@ nlohmann::json to_json(const CapacityResult& c, const CapacityOptions& o, const 
           {"precision", o.precision},
           {"trial_seconds", o.trial_seconds},
           {"trial_warmup_seconds", o.trial_warmup},
+          {"retries", o.retries},
           {"sustainable_rate", c.sustainable_rate},
           {"hit_max_rate", c.hit_max_rate},
           {"trials", trials}};

@@ -13,8 +13,10 @@
 // one passes), then bisects geometrically between the highest pass and the
 // lowest failure until they are within `precision`. The highest pass is
 // then run `confirm` more times; if one of those fails, that rate counts as
-// a failure and the search goes on below it. Machines are noisy: the answer
-// is a rate that passed every time it was tried.
+// a failure and the search goes on below it. Machines are noisy: a failed
+// trial is run again (`retries`) before its rate counts as failed, so one
+// burst of noise does not send the search down to a trickle; the answer
+// passed its first trial or its retry, and its confirmations.
 
 #include <cstdint>
 #include <functional>
@@ -39,6 +41,7 @@ struct CapacityOptions {
   double max_drop_fraction = 0;   // dropped / sent allowed
   unsigned max_trials = 30;
   unsigned confirm = 1;           // extra runs of the final rate
+  unsigned retries = 1;           // a failed trial is run again this often before its rate counts as failed
   double trial_seconds = 2;       // measured seconds per trial
   double trial_warmup = 0.5;      // warm-up seconds per trial
 };

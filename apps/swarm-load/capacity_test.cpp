@@ -27,6 +27,7 @@ TEST(Capacity, FindsTheLimitWithinThePrecision) {
   CapacityOptions o;
   o.start_rate = 10'000;
   o.precision = 0.05;
+  o.retries = 0;
   auto c = find_capacity(o, fake_system(123'456));
   ASSERT_TRUE(c) << c.error();
   EXPECT_LE(c->sustainable_rate, 123'456);
@@ -93,6 +94,35 @@ TEST(Capacity, ARateThatFailsItsConfirmationIsNotTheAnswer) {
       EXPECT_TRUE(t.pass);
     }
   }
+}
+
+TEST(Capacity, ABurstOfNoiseIsRetriedNotBelieved) {
+  // The 3rd trial fails whatever its rate (the machine was busy); the limit is 100k.
+  auto base = fake_system(100'000);
+  int n = 0;
+  TrialRunner noisy = [&](double rate) -> Result<Trial> {
+    auto t = base(rate);
+    if (++n == 3) {
+      t->pass = false;
+      t->why = "noise";
+    }
+    return t;
+  };
+  CapacityOptions o;
+  o.start_rate = 10'000;
+  auto c = find_capacity(o, noisy);
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_GE(c->sustainable_rate, 100'000 / 1.05);
+  EXPECT_FALSE(c->trials[2].pass);
+  EXPECT_EQ(c->trials[3].rate, c->trials[2].rate);  // the retry
+  EXPECT_TRUE(c->trials[3].pass);
+
+  // Without retries the same burst ends the search below the noise.
+  n = 0;
+  o.retries = 0;
+  c = find_capacity(o, noisy);
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_LT(c->sustainable_rate, 40'000);
 }
 
 TEST(Capacity, ErrorsOfARunStopTheSearch) {

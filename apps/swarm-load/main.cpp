@@ -442,6 +442,8 @@ int main(int argc, char** argv) {
   cap->add_option("--trial-warmup", copt.trial_warmup, "Warm-up seconds per trial (default 0.5)")
       ->check(CLI::Range(0.0, 3600.0));
   cap->add_option("--confirm", copt.confirm, "Extra runs of the final rate (default 1)")->check(CLI::Range(0u, 10u));
+  cap->add_option("--retries", copt.retries, "Runs again of a failed trial before its rate counts as failed (default 1)")
+      ->check(CLI::Range(0u, 10u));
   cap->add_option("--max-trials", copt.max_trials, "Give up after this many trials (default 30)")
       ->check(CLI::Range(1u, 1000u));
   cap->add_option("--min-throughput", copt.min_throughput,
