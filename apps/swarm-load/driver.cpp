@@ -544,11 +544,9 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   const std::atomic<bool>& stop = options.stop != nullptr ? *options.stop : kNever;
 
   RuntimeConfig cfg;
-  // By default each generator keeps a core of its own: it waits for send
-  // times on the clock, and a swarm sharing its core would see the wait as
-  // preemption (on 2 cores, p99 several ms instead of under one).
-  const auto cores = static_cast<unsigned>(std::max<std::size_t>(1, allowed_cpus().size()));
-  cfg.workers = s.workers != 0 ? s.workers : std::max(1u, cores > s.generators ? cores - s.generators : 1u);
+  // By default each generator keeps a core of its own (see the split below).
+  const auto cores = static_cast<unsigned>(allowed_cpus().size());
+  cfg.workers = s.workers != 0 ? s.workers : cores > s.generators ? cores - s.generators : 1u;
   cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
   cfg.telemetry.enabled = s.telemetry;
   cfg.telemetry.admin = s.admin;
@@ -561,10 +559,10 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
   ctx->persist = s.storage != StorageKind::none;
 
-  // With the default worker count, the cores are split for real: the
-  // runtime's threads inherit a mask without the generators' cores, and each
-  // generator is pinned to one of those (else the scheduler may still stack a
-  // worker on a generator's core now and then: p99 of milliseconds).
+  // With the default worker count, the cores are split for real: a generator
+  // waits for send times on the clock, so a worker sharing its core would be
+  // preempted (on 2 cores, p99 of milliseconds). The runtime's threads
+  // inherit a mask without the generators' cores; each generator is pinned.
   const CoreSplit split = s.workers == 0 ? split_cores(s.generators) : CoreSplit{};
   std::unique_ptr<Runtime> rt;
   try {
