@@ -4,6 +4,10 @@
 #include "apps/swarm-load/driver.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -194,6 +198,40 @@ TEST(Driver, ABadAdminAddressIsAnErrorFromTheRuntime) {
   auto r = run_scenario(s);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().find("telemetry.admin"), std::string::npos) << r.error();
+}
+
+// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(Driver, TheAdminPortServesTheRunsMetricsWhileItRuns) {
+  Scenario s = small("pipeline");
+  const int port = free_port();
+  ASSERT_NE(port, 0);
+  s.admin = "127.0.0.1:" + std::to_string(port);
+  std::string scraped;
+  RunOptions options;
+  options.progress = [&](const IntervalStats&, const LiveTotals&) {
+    if (!scraped.empty()) return;
+    httplib::Client http("127.0.0.1", port);
+    if (auto res = http.Get("/metrics"); res && res->status == 200) scraped = res->body;
+  };
+  auto r = run_scenario(s, options);
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_NE(scraped.find("swarm_worker_busy"), std::string::npos) << scraped.substr(0, 2000);
+  EXPECT_NE(scraped.find("swarm_messages_dropped_total"), std::string::npos) << scraped.substr(0, 2000);
 }
 
 }  // namespace
