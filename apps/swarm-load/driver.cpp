@@ -691,8 +691,11 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
     p.seconds = static_cast<double>(t - prev_t) / 1e9;
     p.warmup = warm;
     if (s.mode == LoadMode::open) {
-      p.target_rate = full.mean_rate(static_cast<double>(prev_t - origin) / 1e9, p.t);
-      if (p.t > full.duration() + 1e-9 && s.messages == 0) p.target_rate = 0;
+      // Messages intended in the interval over its length; a run by duration
+      // intends nothing after the schedule's end (a late last tick included).
+      const double t0 = static_cast<double>(prev_t - origin) / 1e9;
+      const double t1 = s.messages == 0 ? std::min(p.t, full.duration()) : p.t;
+      p.target_rate = t1 > t0 ? full.mean_rate(t0, t1) * (t1 - t0) / (p.t - t0) : 0;
     }
     const std::uint64_t sent = sent_all();
     const std::uint64_t completed = ctx->recorder.completed_all();

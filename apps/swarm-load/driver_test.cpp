@@ -45,6 +45,9 @@ void expect_everything_accounted(const Scenario& s, const RunResult& r) {
   std::uint64_t sent = 0;
   for (const IntervalStats& p : r.timeline) sent += p.sent;
   EXPECT_EQ(sent, expected + static_cast<std::uint64_t>(s.rate * s.warmup + 0.5));  // warm-up included
+  double intended = 0;  // the target over time adds up to what the schedule sends
+  for (const IntervalStats& p : r.timeline) intended += p.target_rate * p.seconds;
+  EXPECT_NEAR(intended, static_cast<double>(sent), 0.01 * static_cast<double>(sent));
   EXPECT_GT(r.generator_ns_per_message, 0);
   EXPECT_GT(r.peak_rss_bytes, 0u);
   EXPECT_EQ(r.dropped.size(), kDropReasons.size() + 1);
