@@ -727,9 +727,13 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
       options.progress(p, live);
     }
   };
-  while (!all_finished()) {
+  // Ticks already due are taken even when the generators have finished: a
+  // sampler starved past the warm-up's end (a busy machine) still marks it.
+  for (;;) {
+    const bool finished = all_finished();
     const std::uint64_t now = now_ns();
     if (now < next_tick) {
+      if (finished) break;
       sleep_until_ns(std::min(next_tick, now + 10'000'000));  // look at the generators every 10 ms
       continue;
     }

@@ -258,3 +258,23 @@ TEST(Driver, ByDefaultTheGeneratorsKeepCoresOfTheirOwn) {
 
 }  // namespace
 }  // namespace swarm::load
+
+namespace swarm::load {
+namespace {
+
+TEST(Driver, ASamplerStarvedPastTheWarmUpStillMarksItsEnd) {
+  const Scenario s = small("pipeline");
+  RunOptions options;
+  options.interval = 0.05;  // a tick inside the warm-up (0.1 s)
+  bool slept = false;
+  options.progress = [&](const IntervalStats&, const LiveTotals&) {
+    if (!slept) std::this_thread::sleep_for(std::chrono::milliseconds(600));  // past the whole schedule (0.4 s)
+    slept = true;
+  };
+  auto r = run_scenario(s, options);
+  ASSERT_TRUE(r) << r.error();
+  expect_everything_accounted(s, *r);
+}
+
+}  // namespace
+}  // namespace swarm::load
