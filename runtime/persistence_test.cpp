@@ -284,6 +284,45 @@ TEST(Persistence, ASupervisorRestartGetsTheLastStoredStateAndIsJournaled) {
   EXPECT_EQ(sink->of(LifecycleEvent::Kind::restarted)[0].type, "tally");
 }
 
+// Spawns a child as it starts, on a worker, possibly while the runtime's
+// spawn() of this parent is still running on the test's thread.
+class Parent : public Agent {
+ public:
+  using Links = std::map<std::uint64_t, std::uint64_t>;  // child -> parent, as AgentRef::bits()
+  Parent(Links* links, std::mutex* mu) : links_(links), mu_(mu) {}
+  void on_start() override {
+    AgentRef child = spawn<Tally>("child-" + std::to_string(self().bits()));
+    std::lock_guard lock(*mu_);
+    (*links_)[child.bits()] = self().bits();
+  }
+  void on_message(Message&) override {}
+
+ private:
+  Links* links_;
+  std::mutex* mu_;
+};
+
+TEST(Lifecycle, AnAgentsSpawnIsRecordedBeforeAnythingItDoes) {
+  auto sink = std::make_shared<RecordingSink>();
+  Parent::Links links;
+  std::mutex mu;
+  Runtime rt(with(std::make_shared<TestStore>(), sink));
+  constexpr std::size_t kParents = 300;
+  for (std::size_t i = 0; i < kParents; ++i) rt.spawn<Parent>(&links, &mu);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return links.size() == kParents && sink->of(LifecycleEvent::Kind::spawned).size() == 2 * kParents;
+  }));
+  std::map<std::uint64_t, std::size_t> position;
+  auto spawned = sink->of(LifecycleEvent::Kind::spawned);
+  for (std::size_t i = 0; i < spawned.size(); ++i) position[spawned[i].agent.bits()] = i;
+  std::lock_guard lock(mu);
+  for (const auto& [child, parent] : links) {
+    ASSERT_TRUE(position.contains(child) && position.contains(parent));
+    EXPECT_LT(position[parent], position[child]) << "a child's spawn was recorded before its parent's";
+  }
+}
+
 TEST(Persistence, ShutdownStoresDirtyStatesRecordsExitsAndFlushes) {
   auto store = std::make_shared<TestStore>();
   auto sink = std::make_shared<RecordingSink>();

@@ -210,14 +210,16 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
     core.restoring = true;  // before open(): a worker must see it with the first message
     key = core.extras->state_key;
   }
+  // Recorded before the agent can run, so its own events (children it spawns,
+  // a crash in on_start) never precede its spawn in the lifecycle log.
+  if (config_.lifecycle) {
+    record(detail::t_restarting ? LifecycleEvent::Kind::restarted : LifecycleEvent::Kind::spawned, ref, type.name, {});
+  }
   table_.open(ref);
   if (persistent) {
     load_state(ref, std::move(key));  // on_start runs after the restore
   } else if (type.has_on_start) {
     deliver_system(ref, SystemKind::start);
-  }
-  if (config_.lifecycle) {
-    record(detail::t_restarting ? LifecycleEvent::Kind::restarted : LifecycleEvent::Kind::spawned, ref, type.name, {});
   }
   if (clock != 0) telemetry_->spawn_time.observe_ns(detail::now_ns() - clock);
   return ref;
