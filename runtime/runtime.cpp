@@ -519,10 +519,9 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
     --left;
     drop_undelivered(e, DropReason::dead_agent);
   }
-  if (core.extras) {
-    for (detail::Node* n : core.extras->held) drop_undelivered(static_cast<Envelope*>(n), DropReason::dead_agent);
-    core.extras->held.clear();
-  }
+  // extras exists: begin_exit made it.
+  for (detail::Node* n : core.extras->held) drop_undelivered(static_cast<Envelope*>(n), DropReason::dead_agent);
+  core.extras->held.clear();
   for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
   if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
   const AgentTypeInfo& type = *core.type;

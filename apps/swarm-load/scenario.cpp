@@ -549,7 +549,7 @@ Result<Scenario> parse_scenario_yaml(std::string_view text, std::string_view ori
   }
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string key = it->first.as<std::string>();
-    const YAML::Node& value = it->second;
+    const YAML::Node value = it->second;  // a copy: `it->second` lives in a temporary proxy
     if (key == "base") continue;
     if (key == "schedule" && value.IsSequence()) {
       std::vector<RateSegment> segs;
