@@ -4,10 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include <vector>
 
 #include "runtime/runtime.hpp"
+#include "tests/support/free_port.hpp"
 
 extern char** environ;
 
@@ -55,18 +54,6 @@ class Busy : public Agent {
   }
   void on_message(Message&) override {}
 };
-
-std::uint16_t free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 struct TempDir {
   fs::path path;
@@ -139,7 +126,7 @@ TEST(Prometheus, ALiveScrapePassesPromtoolCheckMetrics) {
 TEST(Prometheus, ARealServerScrapesEveryUseSeriesAndComputesQuantiles) {
   LiveSwarm swarm;
   TempDir dir;
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = test::free_port();
   std::ofstream(dir.path / "prometheus.yml")
       << "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n"
       << "  - job_name: swarm\n    static_configs:\n      - targets: ['127.0.0.1:" << swarm.rt.admin_port() << "']\n";

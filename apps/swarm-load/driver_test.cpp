@@ -5,12 +5,11 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <thread>
+
+#include "tests/support/free_port.hpp"
 
 namespace swarm::load {
 namespace {
@@ -203,25 +202,9 @@ TEST(Driver, ABadAdminAddressIsAnErrorFromTheRuntime) {
   EXPECT_NE(r.error().find("telemetry.admin"), std::string::npos) << r.error();
 }
 
-// A port nobody listens on now (the kernel's pick for a socket bound to port 0).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST(Driver, TheAdminPortServesTheRunsMetricsWhileItRuns) {
   Scenario s = small("pipeline");
-  const int port = free_port();
+  const int port = test::free_port();
   ASSERT_NE(port, 0);
   s.admin = "127.0.0.1:" + std::to_string(port);
   std::string scraped;
@@ -237,12 +220,6 @@ TEST(Driver, TheAdminPortServesTheRunsMetricsWhileItRuns) {
   EXPECT_NE(scraped.find("swarm_messages_dropped_total"), std::string::npos) << scraped.substr(0, 2000);
 }
 
-}  // namespace
-}  // namespace swarm::load
-
-namespace swarm::load {
-namespace {
-
 TEST(Driver, ByDefaultTheGeneratorsKeepCoresOfTheirOwn) {
   Scenario s = small("pipeline");
   s.workers = 0;
@@ -255,12 +232,6 @@ TEST(Driver, ByDefaultTheGeneratorsKeepCoresOfTheirOwn) {
   ASSERT_TRUE(r) << r.error();
   EXPECT_EQ(r->workers, 3u);
 }
-
-}  // namespace
-}  // namespace swarm::load
-
-namespace swarm::load {
-namespace {
 
 TEST(Driver, ASamplerStarvedPastTheWarmUpStillMarksItsEnd) {
   const Scenario s = small("pipeline");

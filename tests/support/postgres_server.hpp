@@ -18,9 +18,7 @@
 // Owner-only: use one PostgresServer from one thread at a time.
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +31,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "tests/support/free_port.hpp"
 
 extern char** environ;
 
@@ -181,17 +181,6 @@ class PostgresServer {
     throw std::runtime_error("postgres_server: " + what + " failed: " + s);
   }
 
-  static std::uint16_t free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(s);
-    return ntohs(a.sin_port);
-  }
 
   const PostgresServerOptions options_;
   std::filesystem::path dir_;

@@ -20,10 +20,8 @@
 
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +37,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/support/free_port.hpp"
 
 extern char** environ;
 
@@ -228,17 +228,6 @@ class RedisServer {
     return name;
   }
 
-  static std::uint16_t free_port() {
-    const int s = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(s);
-    return ntohs(a.sin_port);
-  }
 
   const RedisServerOptions options_;
   std::filesystem::path dir_;
