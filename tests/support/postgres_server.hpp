@@ -181,7 +181,6 @@ class PostgresServer {
     throw std::runtime_error("postgres_server: " + what + " failed: " + s);
   }
 
-
   const PostgresServerOptions options_;
   std::filesystem::path dir_;
   std::uint16_t port_ = 0;

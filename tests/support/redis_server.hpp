@@ -228,7 +228,6 @@ class RedisServer {
     return name;
   }
 
-
   const RedisServerOptions options_;
   std::filesystem::path dir_;
   std::uint16_t port_ = 0;
