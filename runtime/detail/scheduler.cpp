@@ -1,9 +1,16 @@
 #include "runtime/detail/scheduler.hpp"
 
+#include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <string>
+#include <thread>
 
 #include "runtime/runtime.hpp"
 
@@ -25,6 +32,12 @@ constexpr unsigned kNextStreakMax = 64;  // then others waiting locally get a tu
 constexpr unsigned kInjectorEvery = 61;  // check external work even when busy
 constexpr unsigned kSearchRounds = 64;   // spin this long before parking
 constexpr unsigned kStealBatch = 128;
+// The watcher: first sleep, longest sleep (doubling in between) while another
+// worker is awake, and how long an agent must sit in a busy worker's next slot,
+// its owner still in the same activation, before the watcher takes it.
+constexpr std::uint64_t kWatchFirstNs = 50'000;
+constexpr std::uint64_t kWatchMaxNs = 1'000'000;
+constexpr std::uint64_t kStaleNextNs = 10'000;
 
 thread_local Worker* tls_worker = nullptr;
 
@@ -40,11 +53,51 @@ std::uint64_t now_ns() {
           .count());
 }
 
+// Raw futex calls on a worker's wake word: std::atomic::wait has no timeout,
+// and libstdc++'s notify_one skips the system call when it has seen no
+// std::atomic::wait, so both sides use the system call directly.
+static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t) &&
+              std::atomic<std::uint32_t>::is_always_lock_free);
+
+// Sleeps while `word` == 0, for at most `timeout_ns` (0: no limit). May return early.
+void futex_wait(std::atomic<std::uint32_t>& word, std::uint64_t timeout_ns) noexcept {
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT_PRIVATE, 0u,
+          timeout_ns != 0 ? &ts : nullptr, nullptr, 0);
+}
+
+// The watcher's answer when its CAS on a next slot failed.
+char not_taken_tag;
+Agent* const kNotTaken = reinterpret_cast<Agent*>(&not_taken_tag);
+
+// Registers the process for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED);
+// false when the kernel lacks it. Not under ThreadSanitizer, which does not
+// know that a system call orders other threads' memory accesses.
+bool register_membarrier() noexcept {
+#if defined(__SANITIZE_THREAD__)
+  return false;
+#else
+  static const bool ok = [] {
+    const long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds < 0 || (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }();
+  return ok;
+#endif
+}
+
+void wake(Worker& w) noexcept {
+  w.wake.store(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&w.wake), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
 }  // namespace
 
 Worker* Scheduler::current() noexcept { return tls_worker; }
 
-Scheduler::Scheduler(Runtime& runtime, unsigned workers) : runtime_(runtime) {
+Scheduler::Scheduler(Runtime& runtime, unsigned workers) : runtime_(runtime), asymmetric_(register_membarrier()) {
   workers_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();
@@ -66,10 +119,7 @@ void Scheduler::start() {
 
 void Scheduler::stop() {
   stopping_.store(true, std::memory_order_seq_cst);
-  for (auto& w : workers_) {
-    w->wake.store(1, std::memory_order_release);
-    w->wake.notify_one();
-  }
+  for (auto& w : workers_) wake(*w);
   for (auto& w : workers_) {
     if (w->thread.joinable()) w->thread.join();
   }
@@ -83,9 +133,20 @@ void Scheduler::schedule(Agent* agent) noexcept {
     inject(agent);
     return;
   }
-  Agent* displaced = w->next;
-  w->next = agent;
-  if (displaced != nullptr) push_local(*w, displaced);
+  if (w->claim.load(std::memory_order_relaxed) != nullptr) [[unlikely]] settle_claim(*w, nullptr);
+  Agent* displaced = w->next.load(std::memory_order_relaxed);
+  if (displaced == nullptr) {
+    w->next.store(agent, std::memory_order_release);  // only the owner fills the slot
+  } else {
+    displaced = w->next.exchange(agent, std::memory_order_acq_rel);  // the watcher may have taken it
+    if (displaced != nullptr) push_local(*w, displaced);
+  }
+  // If this handler runs on, someone idle must be able to take `agent` over.
+  // (seq_cst: pairs with the watcher's resignation, see wake_watcher.)
+  if (watcher_.load(std::memory_order_seq_cst) == nullptr && sleepers_.load(std::memory_order_relaxed) != 0)
+      [[unlikely]] {
+    wake_watcher();
+  }
 }
 
 void Scheduler::yield(Agent* agent) noexcept {
@@ -122,12 +183,14 @@ void Scheduler::notify_work() noexcept {
   {
     MutexLock lock(idle_mu_);
     if (idle_.empty()) return;
-    w = idle_.back();
-    idle_.pop_back();
+    // The watcher last: woken for work it stops watching.
+    auto it = idle_.end() - 1;
+    if (*it == watcher_.load(std::memory_order_relaxed) && idle_.size() > 1) --it;
+    w = *it;
+    idle_.erase(it);
     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
   }
-  w->wake.store(1, std::memory_order_release);
-  w->wake.notify_one();
+  wake(*w);
 }
 
 // -- worker loop ---
@@ -139,37 +202,88 @@ void Scheduler::run_worker(Worker& w) {
   for (;;) {
     Agent* a = find_work(w);
     if (a == nullptr) a = search(w);
-    if (a != nullptr) {
-      if (runtime_.activate(a, w)) {
-        push_local(w, a);  // budget used up with messages left: back of the line
-      }
-      continue;
+    if (a == nullptr) {
+      const Unpark u = park(w, a);
+      if (u == Unpark::stopping) break;
+      if (a == nullptr) continue;
     }
-    if (!park(w)) break;
+    if (w.watching) [[unlikely]] resign_watch(w);  // busy now: someone else watches
+    if (runtime_.activate(a, w)) {
+      push_local(w, a);  // budget used up with messages left: back of the line
+    }
   }
   tls_worker = nullptr;
 }
 
 Agent* Scheduler::find_work(Worker& w) noexcept {
-  ++w.tick;
-  if (w.tick % kInjectorEvery == 0) {
+  const std::uint64_t tick = w.tick.load(std::memory_order_relaxed) + 1;
+  w.tick.store(tick, std::memory_order_relaxed);  // the watcher sees: the last activation ended
+  if (tick % kInjectorEvery == 0) {
     if (Agent* a = take_injected(w)) return a;
   }
-  if (w.next != nullptr) {
+  if (w.next.load(std::memory_order_relaxed) != nullptr) {
     // Keep a message exchange on this core, unless others are waiting here.
     bool others_wait = w.queue.size() != 0 || injector_size_.load(std::memory_order_relaxed) != 0;
     if (w.next_streak < kNextStreakMax || !others_wait) {
-      Agent* a = w.next;
-      w.next = nullptr;
-      ++w.next_streak;
-      return a;
+      if (Agent* a = take_next(w)) {
+        ++w.next_streak;
+        return a;
+      }
+    } else if (Agent* a = take_next(w)) {
+      push_local(w, a);
     }
-    push_local(w, w.next);
-    w.next = nullptr;
   }
   w.next_streak = 0;
   if (Agent* a = w.queue.pop_front()) return a;
   return take_injected(w);
+}
+
+// The owner's side of "Taking from a next slot" (scheduler.hpp): a store and a
+// load, ordered by the watcher's membarrier (or by a fence without it).
+Agent* Scheduler::take_next(Worker& w) noexcept {
+  Agent* a = w.next.load(std::memory_order_relaxed);
+  w.next.store(nullptr, std::memory_order_relaxed);
+  if (asymmetric_) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  if (w.claim.load(std::memory_order_relaxed) != nullptr) [[unlikely]] return settle_claim(w, a);
+  return a;
+}
+
+// The watcher claimed an agent of w's next slot: waits for its verdict, clears
+// the claim, and returns `taken` unless the watcher got it (then nullptr).
+Agent* Scheduler::settle_claim(Worker& w, Agent* taken) noexcept {
+  Agent* verdict = nullptr;
+  for (unsigned spins = 0; (verdict = w.verdict.load(std::memory_order_acquire)) == nullptr; ++spins) {
+    if (spins < 1024) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();  // the watcher was descheduled between claim and verdict
+    }
+  }
+  w.verdict.store(nullptr, std::memory_order_relaxed);
+  w.claim.store(nullptr, std::memory_order_release);  // the watcher may claim again
+  return verdict == taken ? nullptr : taken;
+}
+
+// The watcher's side: true when it took `agent` out of victim's next slot.
+bool Scheduler::try_take_from(Worker& victim, Agent* agent) noexcept {
+  if (victim.claim.load(std::memory_order_acquire) != nullptr) return false;  // not settled yet
+  victim.claim.store(agent, std::memory_order_relaxed);
+  if (asymmetric_) {
+    // A full fence on every running thread of the process: after it, the
+    // owner's store of nullptr is visible here or its next read sees the claim.
+    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+  Agent* expected = agent;
+  const bool took =
+      victim.next.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel, std::memory_order_relaxed);
+  victim.verdict.store(took ? agent : kNotTaken, std::memory_order_release);
+  return took;
 }
 
 Agent* Scheduler::take_injected(Worker& w) noexcept {
@@ -235,8 +349,13 @@ bool Scheduler::quiescent() const noexcept {
          !has_stealable_work();
 }
 
-// Returns false when the scheduler is stopping.
-bool Scheduler::park(Worker& w) {
+// -- parking and the watcher ---
+
+// Parks until woken. Returns stopping when the scheduler stops (and no queue
+// holds work), stolen when the watcher took an agent from a busy worker's next
+// slot (in `stolen`; nullptr when the owner got it first), else woken.
+Scheduler::Unpark Scheduler::park(Worker& w, Agent*& stolen) {
+  const int n = static_cast<int>(workers_.size());
   {
     MutexLock lock(idle_mu_);
     idle_.push_back(&w);
@@ -244,32 +363,142 @@ bool Scheduler::park(Worker& w) {
   }
   SWARM_STORE_LOAD_BARRIER(sleepers_);
   if (has_stealable_work() || stopping_.load(std::memory_order_seq_cst)) {
-    bool removed = false;
-    {
-      MutexLock lock(idle_mu_);
-      for (auto it = idle_.begin(); it != idle_.end(); ++it) {
-        if (*it == &w) {
-          idle_.erase(it);
-          sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-          removed = true;
-          break;
-        }
-      }
+    leave_idle(w);
+    const bool run_on = !stopping_.load(std::memory_order_acquire) || has_stealable_work();
+    return run_on ? Unpark::woken : Unpark::stopping;
+  }
+  {
+    // Someone is awake and may fill its next slot: watch it, unless another does.
+    MutexLock lock(idle_mu_);
+    if (watcher_.load(std::memory_order_relaxed) == nullptr && sleepers_.load(std::memory_order_relaxed) < n) {
+      watcher_.store(&w, std::memory_order_seq_cst);
     }
-    if (!removed) {  // a producer popped us and is setting wake: consume it
-      while (w.wake.load(std::memory_order_acquire) == 0) cpu_relax();
-    }
-    w.wake.store(0, std::memory_order_relaxed);
-    return !stopping_.load(std::memory_order_acquire) || has_stealable_work();
+    w.watching = watcher_.load(std::memory_order_relaxed) == &w;  // maybe handed over earlier
   }
   w.stats.add(w.stats.parks);
-  std::uint64_t t0 = now_ns();
+  const std::uint64_t t0 = now_ns();
   w.stats.parked_since.store(t0, std::memory_order_relaxed);
-  while (w.wake.load(std::memory_order_acquire) == 0) w.wake.wait(0, std::memory_order_acquire);
-  w.wake.store(0, std::memory_order_relaxed);
+  Unpark result = Unpark::woken;
+  std::uint64_t period = kWatchFirstNs;
+  while (w.wake.load(std::memory_order_acquire) == 0) {
+    if (!w.watching) {
+      futex_wait(w.wake, 0);
+      continue;
+    }
+    Agent* agent = nullptr;
+    if (Worker* victim = stale_next(w, agent)) {
+      leave_idle(w);  // awake from here on; consumes a wake-up that raced with us
+      if (try_take_from(*victim, agent)) {
+        w.stats.add(w.stats.steals);
+        stolen = agent;
+      }
+      result = Unpark::stolen;
+      break;
+    }
+    futex_wait(w.wake, period);
+    period = std::min(period * 2, kWatchMaxNs);
+    // Every worker parked: no next slot can fill before one is woken, and
+    // whoever fills one then finds no watcher and wakes a sleeper.
+    if (sleepers_.load(std::memory_order_seq_cst) == n) {
+      MutexLock lock(idle_mu_);
+      if (sleepers_.load(std::memory_order_relaxed) == n && watcher_.load(std::memory_order_relaxed) == &w) {
+        watcher_.store(nullptr, std::memory_order_seq_cst);
+        w.watching = false;
+      }
+    }
+  }
+  if (result != Unpark::stolen) {
+    w.wake.store(0, std::memory_order_relaxed);
+    // A wake-up may hand the watcher role over (wake_watcher, resign_watch).
+    w.watching = watcher_.load(std::memory_order_relaxed) == &w;
+  }
   w.stats.add(w.stats.parked_ns, now_ns() - t0);
   w.stats.parked_since.store(0, std::memory_order_relaxed);
-  return !stopping_.load(std::memory_order_acquire);
+  if (result == Unpark::stolen) return result;
+  return stopping_.load(std::memory_order_acquire) ? Unpark::stopping : Unpark::woken;
+}
+
+// Takes a parked worker off the idle list. If a producer popped it first, that
+// producer is about to set its wake word: wait for it and consume it.
+void Scheduler::leave_idle(Worker& w) {
+  bool removed = false;
+  {
+    MutexLock lock(idle_mu_);
+    auto it = std::find(idle_.begin(), idle_.end(), &w);
+    if (it != idle_.end()) {
+      idle_.erase(it);
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      removed = true;
+    }
+  }
+  if (!removed) {
+    while (w.wake.load(std::memory_order_acquire) == 0) cpu_relax();
+  }
+  w.wake.store(0, std::memory_order_relaxed);
+  // The wake-up may have handed us the watcher role (wake_watcher, resign_watch).
+  w.watching = watcher_.load(std::memory_order_seq_cst) == &w;
+}
+
+// A busy worker just filled its next slot and saw no watcher: wake a sleeper
+// to be one. Ordering: the role is released (resign_watch, park) and taken
+// only under idle_mu_, as sleepers_ changes; a worker that filled its slot
+// has left the idle list under idle_mu_ after any resignation it must see.
+void Scheduler::wake_watcher() noexcept {
+  Worker* w = nullptr;
+  {
+    MutexLock lock(idle_mu_);
+    if (watcher_.load(std::memory_order_relaxed) != nullptr || idle_.empty()) return;
+    w = idle_.back();
+    idle_.pop_back();
+    sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    watcher_.store(w, std::memory_order_seq_cst);
+  }
+  wake(*w);
+}
+
+// The watcher found work. A busy worker may still hold a next slot it filled
+// while we watched (it saw a watcher, so it woke nobody): hand the role to a
+// sleeper, if any.
+void Scheduler::resign_watch(Worker& w) noexcept {
+  w.watching = false;
+  Worker* heir = nullptr;
+  {
+    MutexLock lock(idle_mu_);
+    if (watcher_.load(std::memory_order_relaxed) != &w) return;
+    if (!idle_.empty()) {
+      heir = idle_.back();
+      idle_.pop_back();
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    watcher_.store(heir, std::memory_order_seq_cst);
+  }
+  if (heir != nullptr) wake(*heir);
+}
+
+// The watcher's look: a busy worker whose next slot holds the same agent for
+// kStaleNextNs while its tick stands still (one handler still running).
+// Returns that worker and the agent, or nullptr (also when we are woken).
+Worker* Scheduler::stale_next(Worker& w, Agent*& agent) noexcept {
+  for (const auto& victim : workers_) {
+    if (victim.get() == &w) continue;
+    Agent* a = victim->next.load(std::memory_order_relaxed);
+    if (a == nullptr) continue;
+    const std::uint64_t tick = victim->tick.load(std::memory_order_relaxed);
+    const std::uint64_t since = now_ns();
+    for (;;) {
+      if (victim->tick.load(std::memory_order_relaxed) != tick ||
+          victim->next.load(std::memory_order_relaxed) != a) {
+        break;  // the owner moved on: a short handler
+      }
+      if (w.wake.load(std::memory_order_relaxed) != 0) return nullptr;
+      if (now_ns() - since >= kStaleNextNs) {
+        agent = a;
+        return victim.get();
+      }
+      for (int i = 0; i < 16; ++i) cpu_relax();
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace swarm::detail

@@ -2,15 +2,40 @@
 // Work-stealing scheduler: a fixed set of worker threads that run agents.
 //
 // Each worker owns a FIFO run queue that others may steal half of, plus a
-// one-agent "next" slot (not stealable) for the agent it just made runnable:
-// a message exchange between two agents stays on one core with no wake-up.
-// External threads hand agents over through a shared injector. A worker with
-// nothing to do spins briefly, then parks on a futex; a producer wakes one
-// sleeper when it makes stealable work. Thread-safe.
+// one-agent "next" slot for the agent it just made runnable: a message
+// exchange between two agents stays on one core with no wake-up. External
+// threads hand agents over through a shared injector. A worker with nothing
+// to do spins briefly, then parks on a futex; a producer wakes one sleeper
+// when it makes stealable work. Thread-safe.
+//
+// The next slot is not announced to sleepers (that would cost a wake-up per
+// message), so a handler that makes an agent runnable and then keeps running
+// (a burst of sends) would hold that agent back. Hence one parked worker at a
+// time is the *watcher*: while another worker is awake it sleeps with a
+// timeout (kWatchFirstNs, doubling to kWatchMaxNs) instead of for good, and
+// on each timeout looks at the busy workers' next slots; an agent that stays
+// in one for kStaleNextNs while its owner's tick does not move (one activation
+// still running) is taken over. A worker that fills its next slot wakes a
+// sleeper to be the watcher when there is none; the watcher gives the role up
+// when it finds work (handing it to a sleeper, if any) or when every worker is
+// parked (then it sleeps for good: an idle runtime costs no CPU).
+//
+// Taking from a next slot (asymmetric Dekker). The owner takes its `next` on
+// every hand-off, so that path has no atomic read-modify-write and no fence:
+// it stores nullptr, then reads `claim`. The rare watcher stores `claim`, runs
+// a heavy barrier (membarrier(2), which makes every running thread of the
+// process execute a full fence), then CASes `next` to nullptr and publishes
+// `verdict`. Either the owner's store is visible to the CAS (which then fails)
+// or the owner's read sees the claim and waits for the verdict. The owner
+// settles (clears) a claim before it fills or takes the slot again, so a
+// verdict always speaks of the current occupant. Without membarrier (old
+// kernels, ThreadSanitizer) both sides use seq_cst fences instead.
 //
 // Parking protocol (Dekker-style, both sides seq_cst): a producer publishes
 // work, then reads sleepers_; a parking worker increments sleepers_, then
-// re-checks every queue. One of them must see the other.
+// re-checks every queue. One of them must see the other. The watcher role
+// changes hands only under idle_mu_, as does every decrement of sleepers_, so
+// a worker that leaves the idle list sees whether a watcher was left behind.
 
 #include <atomic>
 #include <chrono>
@@ -52,10 +77,20 @@ struct alignas(64) Worker {
   Scheduler* scheduler = nullptr;
   unsigned index = 0;
   // -- owner only ---
-  Agent* next = nullptr;        // made runnable by the agent that ran last
   unsigned next_streak = 0;     // consecutive runs taken from `next`
-  std::uint64_t tick = 0;
   std::uint32_t rng = 0;
+  bool watching = false;        // holds the watcher role (mirrors Scheduler::watcher_)
+  // -- the next slot: owner and watcher (see "Taking from a next slot") ---
+  // Made runnable by the agent that runs (ran) last. Only the owner stores a
+  // non-null value; the watcher only CASes it to nullptr.
+  std::atomic<Agent*> next{nullptr};
+  // Bumped each time the owner looks for work: unchanged = still in one activation.
+  std::atomic<std::uint64_t> tick{0};
+  // The agent the watcher is trying to take from `next`; set by the watcher,
+  // cleared by the owner when it has read `verdict`.
+  std::atomic<Agent*> claim{nullptr};
+  // The watcher's result for `claim`: the agent if it took it, else kNotTaken.
+  std::atomic<Agent*> verdict{nullptr};
   // -- own synchronization ---
   RunQueue<Agent> queue;
   std::atomic<std::uint32_t> wake{0};
@@ -100,18 +135,33 @@ class Scheduler {
   Agent* search(Worker& w) noexcept;
   Agent* steal(Worker& w) noexcept;
   Agent* take_injected(Worker& w) noexcept;
+  Agent* take_next(Worker& w) noexcept;
+  Agent* settle_claim(Worker& w, Agent* taken) noexcept;
+  bool try_take_from(Worker& victim, Agent* agent) noexcept;
   void push_local(Worker& w, Agent* a) noexcept;
   void inject(Agent* a) noexcept;
   void notify_work() noexcept;
   bool has_stealable_work() const noexcept;
-  bool park(Worker& w);
+  // -- parking and the watcher ---
+  enum class Unpark { woken, stopping, stolen };
+  Unpark park(Worker& w, Agent*& stolen);
+  void leave_idle(Worker& w);
+  void wake_watcher() noexcept;
+  void resign_watch(Worker& w) noexcept;
+  Worker* stale_next(Worker& w, Agent*& agent) noexcept;
 
   Runtime& runtime_;
   std::vector<std::unique_ptr<Worker>> workers_;  // constant after construction
+  bool asymmetric_ = false;  // membarrier(2) available; constant after construction
   std::atomic<bool> stopping_{false};
-  std::atomic<int> sleepers_{0};
+  // Read on the hot path (every push and next-slot fill), written only on
+  // park and wake-up: kept on a line of their own.
+  alignas(64) std::atomic<int> sleepers_{0};
+  // The watcher (see the overview), or nullptr. Written under idle_mu_; read
+  // without the lock, where a stale read costs a wake-up or one watch period.
+  std::atomic<Worker*> watcher_{nullptr};
 
-  Mutex injector_mu_;
+  alignas(64) Mutex injector_mu_;
   std::deque<Agent*> injector_ SWARM_GUARDED_BY(injector_mu_);
   std::atomic<std::size_t> injector_size_{0};
 
