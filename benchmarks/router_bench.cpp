@@ -45,7 +45,7 @@ struct TenThousandTopics {
       (void)router.subscribe(names.back(), {&ep, static_cast<std::uint64_t>(i)});
       ids.push_back(*router.intern(names.back()));
     }
-    for (TopicId id : ids) router.publish(id, Payload::of(0));  // warm every topic's cache
+    for (TopicId id : ids) (void)router.publish(id, Payload::of(0));  // warm every topic's cache
   }
 };
 
@@ -214,7 +214,7 @@ class SharedMutexTable {
     std::shared_lock lock(mu_);
     auto it = table_.find(t);
     if (it == table_.end()) return 0;
-    Delivery d{0, t, 0, 0, 0, p};
+    Delivery d{0, t, 0, 0, 0, 0, p};
     for (Subscriber s : it->second) {
       d.address = s.address;
       s.endpoint->deliver(d);

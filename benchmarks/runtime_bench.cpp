@@ -103,7 +103,7 @@ class Child : public Agent {
  public:
   explicit Child(AgentRef spawner) : spawner_(spawner) {}
   void on_start() override {
-    send(spawner_, std::uint64_t{1});
+    (void)send(spawner_, std::uint64_t{1});
     stop();
   }
   void on_message(Message&) override {}
@@ -140,7 +140,7 @@ void BM_Runtime_SpawnExit(benchmark::State& state) {
   for (auto _ : state) {
     std::promise<void> batch_done;
     done = &batch_done;
-    rt.send(spawner, std::uint64_t{0});
+    (void)rt.send(spawner, std::uint64_t{0});
     batch_done.get_future().wait();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * kBatch));

@@ -42,7 +42,7 @@ class Bouncer : public Agent {
       done_.set_value();
       return;
     }
-    send(m.sender, n);
+    (void)send(m.sender, n);
   }
 
  private:
@@ -54,7 +54,7 @@ class Bouncer : public Agent {
 class Server : public Bouncer {
  public:
   Server(AgentRef peer, std::uint64_t limit, std::promise<void>& done) : Bouncer(limit, done), peer_(peer) {}
-  void on_start() override { send(peer_, std::uint64_t{0}); }
+  void on_start() override { (void)send(peer_, std::uint64_t{0}); }
 
  private:
   AgentRef peer_;
@@ -89,8 +89,8 @@ class Publisher : public Agent {
       : ids_(ids), topics_(topics) {}
   void on_message(Message&) override {
     std::uint64_t end = std::min<std::uint64_t>(next_ + kPublishChunk, topics_.size());
-    for (; next_ < end; ++next_) publish(ids_[topics_[next_]], next_);
-    if (end < topics_.size()) send(self(), std::uint64_t{0});
+    for (; next_ < end; ++next_) (void)publish(ids_[topics_[next_]], next_);
+    if (end < topics_.size()) (void)send(self(), std::uint64_t{0});
   }
 
  private:
@@ -116,7 +116,7 @@ double run_topics(Runtime& rt, const std::vector<std::string>& names, const std:
   joined.wait();
   auto t0 = Clock::now();
   AgentRef pub = rt.spawn<Publisher>(ids, topics);
-  rt.send(pub, std::uint64_t{0});
+  (void)rt.send(pub, std::uint64_t{0});
   finished.wait();
   return seconds_since(t0);
 }
@@ -135,7 +135,7 @@ class RingMember : public Agent {
       done_.set_value();
       return;
     }
-    send(next_, left - 1);
+    (void)send(next_, left - 1);
   }
 
  private:
@@ -165,7 +165,7 @@ class TreeNode : public Agent {
     if (root_done_ != nullptr) {
       root_done_->set_value(v);
     } else {
-      send(parent_, v);
+      (void)send(parent_, v);
     }
     stop();
   }
@@ -246,10 +246,10 @@ RunResult swarm_w5(const WorkloadParams& p) {
   std::promise<void> done;
   std::vector<AgentRef> ring;
   for (int i = 0; i < kRing; ++i) ring.push_back(rt.spawn<RingMember>(done));
-  for (int i = 0; i < kRing; ++i) rt.send(ring[i], ring[(i + 1) % kRing], 1);
+  for (int i = 0; i < kRing; ++i) (void)rt.send(ring[i], ring[(i + 1) % kRing], 1);
   rt.wait_idle();
   auto t0 = Clock::now();
-  rt.send(ring[0], hops);
+  (void)rt.send(ring[0], hops);
   done.get_future().wait();
   RunResult r;
   r.seconds = seconds_since(t0);

@@ -445,7 +445,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
     EpochDomain::Guard guard(EpochDomain::global());
     if (TopicEntry* e = entry(topic)) {
       const Resolved* r = current(topic, *e);
-      Delivery d{0, topic, options.kind, options.sender, options.request_id, payload};
+      Delivery d{0, topic, options.kind, options.sender, options.sender_node, options.correlation_id, payload};
       auto send = [&](Subscriber s) {
         d.address = s.address;
         switch (s.endpoint->deliver(d)) {
@@ -522,7 +522,7 @@ bool Router::republish_dead(TopicId topic, const Payload& payload, const Publish
   }
   EpochDomain::Guard guard(EpochDomain::global());
   const Resolved* r = current(dead, *entry(dead));
-  Delivery d{0, dead, options.kind, options.sender, options.request_id, payload};
+  Delivery d{0, dead, options.kind, options.sender, options.sender_node, options.correlation_id, payload};
   bool any = false;
   for (Subscriber s : r->plain()) {
     d.address = s.address;

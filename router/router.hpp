@@ -43,7 +43,8 @@ struct Delivery {
   TopicId topic;
   std::uint32_t kind;        // user tag, passed through
   std::uint64_t sender;      // opaque, passed through (0 = none)
-  std::uint64_t request_id;  // opaque, passed through (0 = not a request)
+  std::uint32_t sender_node;  // opaque, passed through (the sender's node; 0 = this one)
+  std::uint64_t correlation_id;  // opaque, passed through (0 = not a request)
   const Payload& payload;    // shared by all receivers: copy it (a refcount for large payloads)
 };
 
@@ -87,10 +88,11 @@ struct RouterConfig {
 struct PublishOptions {
   std::uint32_t kind = 0;
   std::uint64_t sender = 0;
-  std::uint64_t request_id = 0;
+  std::uint32_t sender_node = 0;
+  std::uint64_t correlation_id = 0;
 };
 
-struct PublishResult {
+struct [[nodiscard]] PublishResult {
   std::uint32_t delivered = 0;
   std::uint32_t mailbox_full = 0;
   std::uint32_t dead = 0;

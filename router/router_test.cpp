@@ -258,7 +258,7 @@ TEST(Router, StatsCountPublishesAndDeliveries) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 3; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < kPerThread; ++i) r.publish(id, Payload::of(i));
+      for (int i = 0; i < kPerThread; ++i) (void)r.publish(id, Payload::of(i));
     });
   }
   for (auto& t : threads) t.join();
@@ -344,7 +344,7 @@ TEST(RouterStress, PublishWhileSubscribingAndUnsubscribing) {
     threads.emplace_back([&, t] {
       TopicId id = *r.intern("s.t" + std::to_string(t));
       while (!stop.load()) {
-        r.publish(id, Payload::of(1));
+        (void)r.publish(id, Payload::of(1));
         published.fetch_add(1);
       }
     });

@@ -52,7 +52,16 @@ struct ExitReason {
 };
 
 /// Outcome of an ask, passed to its callback.
-enum class AskStatus : std::uint8_t { ok, timeout, dead_agent, mailbox_full, shutting_down, no_responder };
+enum class AskStatus : std::uint8_t {
+  ok,
+  timeout,        // no reply within the timeout
+  dead_agent,     // the target exited (or never existed) before answering
+  mailbox_full,   // the request was refused or dropped for a full mailbox
+  shutting_down,  // the runtime stopped
+  no_responder,   // a request on a topic nobody subscribes to
+  expired,        // the request's deadline passed before a handler took it
+  unreachable,    // the target's node cannot be reached
+};
 std::string_view to_string(AskStatus s);
 
 /// Called once per ask, on the asking agent's worker: with the reply (status
@@ -61,10 +70,13 @@ using AskCallback = std::function<void(AskStatus, Message* reply)>;
 
 using TimerId = std::uint64_t;
 
-/// Trivially copyable values that become a Payload by their bytes.
+/// Anything Payload::of accepts (values, strings, byte vectors, JSON types),
+/// passed to send/reply/publish as it is; a Payload is passed as a Payload.
 template <class T>
-concept PlainValue = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_array_v<T> &&
-                     !std::is_same_v<T, Payload>;
+concept PayloadValue = !std::is_same_v<std::remove_cvref_t<T>, Payload> && !std::is_pointer_v<std::decay_t<T>>;
+/// Old name of PayloadValue.
+template <class T>
+concept PlainValue = PayloadValue<T>;
 
 namespace detail {
 // Rarely used per-agent state, allocated on first use.
@@ -80,6 +92,7 @@ struct AgentExtras {
   std::string state_key;
   std::uint64_t state_version = 0;  // of the last snapshot stored or restored
   std::vector<Node*> held;          // user messages that arrived before the restore
+  std::vector<std::string> names;   // registered names, released at exit
 };
 
 // Runtime-owned fields of every agent.
@@ -130,6 +143,9 @@ class Agent {
   virtual void on_shutdown_request() { stop({ExitKind::shutdown, {}}); }
   /// Runtime-internal requests addressed to this agent (supervisor commands).
   virtual void on_control(Message& msg) { (void)msg; }
+  /// `receiver`, which this agent asked about with notify_when_room(), has
+  /// room in its mailbox again (or has exited).
+  virtual void on_room(AgentRef receiver) { (void)receiver; }
 
   // -- persistence: only for agents that call persist_as() ---
 
@@ -147,21 +163,35 @@ class Agent {
  protected:
   // -- actions: only from this agent's own handlers ---
 
-  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept;
-  SendResult send(AgentRef to, std::string_view text, std::uint32_t kind = 0) noexcept {
-    return send(to, Payload(text), kind);
+  /// Queues a message for `to`. Never throws; a refusal (see SendResult) is
+  /// counted as refused, never as lost.
+  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept {
+    return send(to, std::move(payload), SendOptions{kind, {}});
   }
-  template <PlainValue T>
-  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) noexcept {
-    return send(to, Payload::of(value), kind);
+  SendResult send(AgentRef to, Payload payload, const SendOptions& options) noexcept;
+  /// send(to, Payload::of(value), ...): values, strings, byte vectors, JSON types.
+  template <PayloadValue T>
+  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) {
+    return send(to, Payload::of(value), SendOptions{kind, {}});
+  }
+  template <PayloadValue T>
+  SendResult send(AgentRef to, const T& value, const SendOptions& options) {
+    return send(to, Payload::of(value), options);
   }
 
-  /// Answers an ask. A message that is not a request is answered by a plain send.
+  /// Answers a request (to its reply_to: an agent, or a caller outside the
+  /// agents). A message that is not a request is answered by a plain send.
   SendResult reply(const Message& request, Payload payload, std::uint32_t kind = 0) noexcept;
-  template <PlainValue T>
-  SendResult reply(const Message& request, const T& value, std::uint32_t kind = 0) noexcept {
+  template <PayloadValue T>
+  SendResult reply(const Message& request, const T& value, std::uint32_t kind = 0) {
     return reply(request, Payload::of(value), kind);
   }
+
+  /// Flow control: after `to` refused a send with mailbox_full, asks to be
+  /// told when it has room again. on_room(to) then runs on this agent once
+  /// (at once if it already has room or is gone: the next send says which).
+  /// Never blocks.
+  void notify_when_room(AgentRef to);
 
   /// Sends a request; `done` runs later on this agent with the reply, or with
   /// the reason none will come (timeout, dead_agent, ...). If the request cannot
@@ -176,8 +206,8 @@ class Agent {
   /// Publishes to every subscriber of `topic` (one member per queue group).
   /// By id (from runtime().router().intern()) skips hashing the name.
   router::PublishResult publish(router::TopicId topic, const Payload& payload, std::uint32_t kind = 0) noexcept;
-  template <PlainValue T>
-  router::PublishResult publish(router::TopicId topic, const T& value, std::uint32_t kind = 0) noexcept {
+  template <PayloadValue T>
+  router::PublishResult publish(router::TopicId topic, const T& value, std::uint32_t kind = 0) {
     return publish(topic, Payload::of(value), kind);
   }
   Result<router::PublishResult> publish(std::string_view topic, const Payload& payload, std::uint32_t kind = 0);
@@ -185,6 +215,12 @@ class Agent {
   /// (responders answer with reply()), or with timeout / no_responder.
   void request(router::TopicId topic, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
                AskCallback done);
+
+  /// Registers this agent under `name` (e.g. "billing"), so others find it
+  /// with Runtime::whereis; released when it exits. An agent may hold several
+  /// names. Errors: a name held by another live agent, or an invalid name
+  /// (empty, longer than 255 bytes, or with spaces or control characters).
+  Result<void> register_name(std::string_view name);
 
   /// Spawns an agent; if this agent supervises, it becomes the parent.
   template <class T, class... Args>

@@ -5,7 +5,10 @@
 namespace swarm {
 
 std::string to_string(AgentRef ref) {
-  return "<" + std::to_string(ref.index) + "." + std::to_string(ref.generation) + ">";
+  const std::string local = std::to_string(ref.index) + "." + std::to_string(ref.generation);
+  if (ref.node == 0) return "<" + local + ">";
+  if (ref.node == AgentRef::kCallerNode) return "<caller:" + std::to_string(ref.index) + ">";
+  return "<" + std::to_string(ref.node) + ":" + local + ">";
 }
 
 std::string_view to_string(DropReason r) {
@@ -27,6 +30,8 @@ std::string_view to_string(SendResult r) {
     case SendResult::dropped: return "dropped";
     case SendResult::dead_agent: return "dead_agent";
     case SendResult::shutting_down: return "shutting_down";
+    case SendResult::expired: return "expired";
+    case SendResult::unreachable: return "unreachable";
   }
   return "unknown";
 }

@@ -328,7 +328,7 @@ TEST(Persistence, ShutdownStoresDirtyStatesRecordsExitsAndFlushes) {
   auto sink = std::make_shared<RecordingSink>();
   {
     Runtime rt(with(store, sink));
-    for (int i = 0; i < 50; ++i) rt.send(rt.spawn<Tally>("k" + std::to_string(i)), i);
+    for (int i = 0; i < 50; ++i) (void)rt.send(rt.spawn<Tally>("k" + std::to_string(i)), i);
     rt.shutdown();
   }
   for (int i = 0; i < 50; ++i) {
@@ -396,8 +396,8 @@ TEST(Audit, MessagesOnAuditedTopicsAreRecordedWithSenderAndPayload) {
   cfg.audit_topics = {"orders.>"};
   Runtime rt(cfg);
   AgentRef p = rt.spawn<Publisher>();
-  rt.send(p, std::string_view("orders.eu.created"));
-  rt.send(p, std::string_view("metrics.cpu"));
+  EXPECT_EQ(rt.send(p, std::string_view("orders.eu.created")), SendResult::ok);
+  EXPECT_EQ(rt.send(p, std::string_view("metrics.cpu")), SendResult::ok);
   ASSERT_TRUE(rt.wait_idle());
   auto messages = sink->of(LifecycleEvent::Kind::message);
   ASSERT_EQ(messages.size(), 1u);

@@ -2,6 +2,7 @@
 
 #include <cxxabi.h>
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -26,13 +27,7 @@ unsigned next_type_id() {
   return next.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string demangle(const char* mangled) {
-  int status = 0;
-  char* out = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string name = status == 0 && out != nullptr ? out : mangled;
-  std::free(out);
-  return name;
-}
+std::string demangle(const char* mangled) { return readable_type_name(mangled); }
 }  // namespace detail
 
 using detail::Envelope;
@@ -65,17 +60,6 @@ void decode_child_exit(const Payload& p, AgentRef& child, ExitReason& r) {
   r.detail.assign(reinterpret_cast<const char*>(b.data()) + sizeof(h), b.size() - sizeof(h));
 }
 
-AskStatus ask_status(SendResult r) {
-  switch (r) {
-    case SendResult::ok: return AskStatus::ok;
-    case SendResult::mailbox_full:
-    case SendResult::dropped: return AskStatus::mailbox_full;
-    case SendResult::dead_agent: return AskStatus::dead_agent;
-    case SendResult::shutting_down: return AskStatus::shutting_down;
-  }
-  return AskStatus::dead_agent;
-}
-
 void lock_pops(detail::AgentCore& core) noexcept {
   while (core.pop_lock.exchange(true, std::memory_order_acquire)) {
     while (core.pop_lock.load(std::memory_order_relaxed)) std::this_thread::yield();
@@ -105,6 +89,8 @@ std::string_view to_string(AskStatus s) {
     case AskStatus::no_responder: return "no_responder";
     case AskStatus::mailbox_full: return "mailbox_full";
     case AskStatus::shutting_down: return "shutting_down";
+    case AskStatus::expired: return "expired";
+    case AskStatus::unreachable: return "unreachable";
   }
   return "unknown";
 }
@@ -112,6 +98,12 @@ std::string_view to_string(AskStatus s) {
 std::uint64_t RuntimeStats::dropped_total() const {
   std::uint64_t n = 0;
   for (auto d : dropped) n += d;
+  return n;
+}
+
+std::uint64_t RuntimeStats::refused_total() const {
+  std::uint64_t n = 0;
+  for (auto r : refused) n += r;
   return n;
 }
 
@@ -158,7 +150,11 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
   if (AgentTypeInfo* info = types_[id].load(std::memory_order_acquire)) return *info;
   auto info = std::make_unique<AgentTypeInfo>();
   info->mailbox = config_.default_mailbox;
-  if (auto it = config_.mailbox_by_type.find(name); it != config_.mailbox_by_type.end()) info->mailbox = it->second;
+  if (auto it = config_.mailbox_by_type.find(name); it != config_.mailbox_by_type.end()) {
+    info->mailbox = it->second;
+  } else {
+    warn_near_miss_locked(name);
+  }
   info->id = id;
   info->name = std::move(name);
   info->has_on_start = has_on_start;
@@ -168,6 +164,39 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
   types_[id].store(info.get(), std::memory_order_release);
   type_owner_.push_back(std::move(info));
   return *type_owner_.back();
+}
+
+// A mailbox_by_type key that is this type's name but for namespaces or case
+// was surely meant for it: say so at its first spawn.
+void Runtime::warn_near_miss_locked(const std::string& type_name) {
+  auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const std::size_t colon = type_name.rfind("::", type_name.find('<'));
+  const std::string_view unqualified =
+      colon == std::string::npos ? std::string_view(type_name) : std::string_view(type_name).substr(colon + 2);
+  for (const auto& [key, options] : config_.mailbox_by_type) {
+    if (key == unqualified || lower(key) == lower(type_name) || lower(key) == lower(unqualified)) {
+      std::fprintf(stderr,
+                   "swarm: warning: RuntimeConfig::mailbox_by_type key \"%s\" does not match agent type \"%s\" "
+                   "(type names are exact: namespaces included, \"(anonymous namespace)::\" left out); "
+                   "its mailbox settings are not applied\n",
+                   key.c_str(), type_name.c_str());
+    }
+  }
+}
+
+std::vector<std::string> Runtime::unmatched_type_keys() const {
+  MutexLock lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [key, options] : config_.mailbox_by_type) {
+    bool matched = false;
+    for (const auto& t : type_owner_) matched = matched || t->name == key;
+    if (!matched) out.push_back(key);
+  }
+  return out;
 }
 
 std::string_view Agent::type_name() const noexcept { return core_.type->name; }
@@ -227,23 +256,33 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
 
 // -- sending ---
 
-SendResult Runtime::send(AgentRef to, Payload payload, std::uint32_t kind) noexcept {
+namespace {
+Envelope* make_user_envelope(AgentRef sender, Payload&& payload, const SendOptions& options) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = options.kind;
+  e->msg.sender = sender;
+  e->msg.payload = std::move(payload);
+  if (options.ttl.count() > 0) e->msg.deadline_ns = detail::now_ns() + static_cast<std::uint64_t>(options.ttl.count());
+  return e;
+}
+}  // namespace
+
+SendResult Runtime::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
   if (!accepting_.load(std::memory_order_acquire)) {
-    count_drop(DropReason::shutting_down);
+    count_refusal(SendResult::shutting_down, to);
     return SendResult::shutting_down;
   }
-  Envelope* e = detail::make_envelope();
-  e->msg.kind = kind;
-  e->msg.payload = std::move(payload);
-  return deliver(to, e);
+  return send_envelope(to, make_user_envelope({}, std::move(payload), options));
 }
 
-SendResult Agent::send(AgentRef to, Payload payload, std::uint32_t kind) noexcept {
-  Envelope* e = detail::make_envelope();
-  e->msg.kind = kind;
-  e->msg.sender = core_.self;
-  e->msg.payload = std::move(payload);
-  return core_.runtime->deliver(to, e);
+SendResult Agent::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
+  return core_.runtime->send_envelope(to, make_user_envelope(core_.self, std::move(payload), options));
+}
+
+SendResult Runtime::send_envelope(AgentRef to, Envelope* e) noexcept {
+  const SendResult r = deliver(to, e);
+  if (r != SendResult::ok && r != SendResult::dropped) [[unlikely]] count_refusal(r, to);
+  return r;
 }
 
 SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t kind) noexcept {
@@ -251,25 +290,30 @@ SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t k
   Envelope* e = detail::make_envelope();
   e->msg.kind = kind;
   e->msg.sender = core_.self;
-  e->msg.request_id = request.request_id;
+  e->msg.correlation_id = request.correlation_id;
   e->msg.system = SystemKind::reply;
   e->msg.payload = std::move(payload);
-  return core_.runtime->deliver(request.sender, e);
+  return core_.runtime->deliver(request.reply_to, e);
 }
 
+// Counts nothing but losses (drop_newest, drop_oldest): a refusal is counted
+// by the caller, as refused when the sender is told, as dropped when not.
 SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
+  if (!to.local()) [[unlikely]] return deliver_off_node(to, e);
   Slot* slot = table_.find(to.index);
   if (slot == nullptr || !to.valid()) {
-    if (e->msg.system == SystemKind::user) count_drop(DropReason::dead_agent);
     detail::free_envelope(e);
     return SendResult::dead_agent;
+  }
+  if (e->msg.deadline_ns != 0 && detail::now_ns() > e->msg.deadline_ns) [[unlikely]] {
+    detail::free_envelope(e);
+    return SendResult::expired;
   }
   // Runtime messages (replies, exits, stop) are never refused for capacity.
   const bool bounded = e->msg.system == SystemKind::user;
   std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
   for (;;) {
     if (ctl::generation(c) != to.generation || (c & ctl::kClosed) != 0) {
-      if (bounded) count_drop(DropReason::dead_agent);
       detail::free_envelope(e);
       return SendResult::dead_agent;
     }
@@ -278,9 +322,10 @@ SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
     if (bounded && queued >= slot->capacity.load(std::memory_order_relaxed)) {
       const OverflowPolicy policy = slot->overflow.load(std::memory_order_relaxed);
       if (policy != OverflowPolicy::drop_oldest) {
-        count_drop(DropReason::mailbox_full);
         detail::free_envelope(e);
-        return policy == OverflowPolicy::drop_newest ? SendResult::dropped : SendResult::mailbox_full;
+        if (policy == OverflowPolicy::reject) return SendResult::mailbox_full;
+        count_drop(DropReason::mailbox_full, to);
+        return SendResult::dropped;
       }
       if (slot->ctl.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
         return evict_oldest_and_push(*slot, c, e);
@@ -317,7 +362,7 @@ SendResult Runtime::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, En
   core.mailbox.push(e);
   unlock_pops(core);
   if (evicted) {
-    count_drop(DropReason::mailbox_full);
+    count_drop(DropReason::mailbox_full, core.self);
     slot.ctl.fetch_sub(1, std::memory_order_acq_rel);  // never reaches 0: we hold one
   }
   SWARM_DCHECK(ctl::count(reserved) != 0);
@@ -326,13 +371,20 @@ SendResult Runtime::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, En
 }
 
 bool Runtime::deliver_system(AgentRef to, SystemKind kind, AgentRef sender, Payload payload,
-                             std::uint64_t request_id, std::uint8_t status) noexcept {
+                             std::uint32_t tag) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.system = kind;
   e->msg.sender = sender;
   e->msg.payload = std::move(payload);
-  e->msg.request_id = request_id;
-  e->msg.status = status;
+  e->msg.kind = tag;
+  return deliver(to, e) == SendResult::ok;
+}
+
+bool Runtime::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept {
+  Envelope* e = detail::make_envelope();
+  e->msg.system = SystemKind::reply;
+  e->msg.correlation_id = correlation_id;
+  e->msg.status = static_cast<std::uint8_t>(status);
   return deliver(to, e) == SendResult::ok;
 }
 
@@ -411,7 +463,9 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
     finish_exit(agent, processed);
     return false;
   }
-  std::uint64_t before = slot.ctl.fetch_sub(processed, std::memory_order_acq_rel);
+  // seq_cst, paired with notify_when_room's flag-then-check: one side sees the other.
+  std::uint64_t before = slot.ctl.fetch_sub(processed, std::memory_order_seq_cst);
+  if (slot.room_waiters.load(std::memory_order_seq_cst)) [[unlikely]] tell_room(core.self);
   return ctl::count(before) > processed;
 }
 
@@ -430,6 +484,10 @@ void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
   try {
     switch (m.system) {
       case SystemKind::user:
+        if (m.deadline_ns != 0 && detail::now_ns() > m.deadline_ns) [[unlikely]] {
+          drop_undelivered(e, DropReason::expired, agent->core_.self);
+          return;
+        }
         if (agent->core_.restoring) [[unlikely]] {
           hold(agent, e);
           return;
@@ -450,6 +508,7 @@ void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
       case SystemKind::ask_timeout: complete_ask(agent, m); break;
       case SystemKind::control: agent->on_control(m); break;
       case SystemKind::restore: finish_restore(agent, m); break;
+      case SystemKind::room: agent->on_room(m.sender); break;
     }
   } catch (const std::exception& ex) {
     begin_exit(agent, {ExitKind::crashed, ex.what()});
@@ -508,6 +567,8 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   // seq_cst, like subscribed_: pairs with the checks in subscribe().
   std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_seq_cst);
   unsubscribe_exited(self);
+  if (!core.extras->names.empty()) release_names(self, core.extras->names);
+  if (slot.room_waiters.load(std::memory_order_seq_cst)) tell_room(self);  // their next send says dead_agent
   std::uint32_t left = ctl::count(c) - processed;
   const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
   while (left > 0) {
@@ -517,10 +578,10 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
       continue;
     }
     --left;
-    drop_undelivered(e, DropReason::dead_agent);
+    drop_undelivered(e, DropReason::dead_agent, self);
   }
   // extras exists: begin_exit made it.
-  for (detail::Node* n : core.extras->held) drop_undelivered(static_cast<Envelope*>(n), DropReason::dead_agent);
+  for (detail::Node* n : core.extras->held) drop_undelivered(static_cast<Envelope*>(n), DropReason::dead_agent, self);
   core.extras->held.clear();
   for (auto& [id, pending] : core.extras->asks) timers_->cancel(pending.timer);
   if (core.parent.valid()) deliver_system(core.parent, SystemKind::child_exit, self, encode_child_exit(self, reason));
@@ -532,13 +593,15 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
 }
 
 // Frees a message nobody will handle: a user message is counted, an ask answered.
-void Runtime::drop_undelivered(Envelope* e, DropReason reason) noexcept {
+void Runtime::drop_undelivered(Envelope* e, DropReason reason, AgentRef receiver) noexcept {
   Message& m = e->msg;
   if (m.system == SystemKind::user) {
-    count_drop(reason);
+    count_drop(reason, receiver);
     if (m.is_request()) {
-      const AskStatus status = reason == DropReason::mailbox_full ? AskStatus::mailbox_full : AskStatus::dead_agent;
-      deliver_system(m.sender, SystemKind::reply, {}, {}, m.request_id, static_cast<std::uint8_t>(status));
+      const AskStatus status = reason == DropReason::mailbox_full ? AskStatus::mailbox_full
+                               : reason == DropReason::expired    ? AskStatus::expired
+                                                                  : AskStatus::dead_agent;
+      deliver_reply(m.reply_to, m.correlation_id, status);
     }
   }
   detail::free_envelope(e);
@@ -568,28 +631,28 @@ enum RestoreStatus : std::uint8_t { kRestoreFound, kRestoreNone, kRestoreFailed 
 
 void Runtime::load_state(AgentRef agent, std::string key) {
   config_.state_store->load(std::move(key), [link = link_, agent](Result<std::optional<StoredState>> r) {
+    // Found: the version (8 bytes) then the state; failed: the error text.
     Payload payload;
-    std::uint64_t version = 0;
     RestoreStatus status = kRestoreNone;
     if (!r) {
       status = kRestoreFailed;
       payload = Payload(std::string_view(r.error()));
     } else if (*r) {
       status = kRestoreFound;
-      payload = Payload(std::string_view((*r)->data));
-      version = (*r)->version;
+      std::string bytes(sizeof(std::uint64_t) + (*r)->data.size(), '\0');
+      std::memcpy(bytes.data(), &(*r)->version, sizeof(std::uint64_t));
+      std::memcpy(bytes.data() + sizeof(std::uint64_t), (*r)->data.data(), (*r)->data.size());
+      payload = Payload(std::string_view(bytes), ContentType::octet_stream);
     }
     MutexLock lock(link->mu);
-    if (link->rt != nullptr) {
-      link->rt->deliver_system(agent, SystemKind::restore, {}, std::move(payload), version, status);
-    }
+    if (link->rt != nullptr) link->rt->deliver_system(agent, SystemKind::restore, {}, std::move(payload), status);
   });
 }
 
 void Runtime::hold(Agent* agent, Envelope* e) noexcept {
   auto& held = agent->core_.extras->held;
   if (held.size() >= agent->core_.type->mailbox.capacity) {
-    drop_undelivered(e, DropReason::mailbox_full);
+    drop_undelivered(e, DropReason::mailbox_full, agent->core_.self);
     return;
   }
   held.push_back(e);
@@ -599,10 +662,12 @@ void Runtime::hold(Agent* agent, Envelope* e) noexcept {
 void Runtime::finish_restore(Agent* agent, Message& m) {
   detail::AgentCore& core = agent->core_;
   core.restoring = false;
-  if (m.status == kRestoreFailed) throw std::runtime_error("state restore failed: " + std::string(m.payload.text()));
-  if (m.status == kRestoreFound) {
-    core.extras->state_version = m.request_id;
-    agent->restore(m.payload.text(), m.request_id);
+  if (m.kind == kRestoreFailed) throw std::runtime_error("state restore failed: " + std::string(m.payload.text()));
+  if (m.kind == kRestoreFound) {
+    std::uint64_t version = 0;
+    std::memcpy(&version, m.payload.bytes().data(), sizeof(version));
+    core.extras->state_version = version;
+    agent->restore(m.payload.text().substr(sizeof(version)), version);
   }
   if (core.type->has_on_start) agent->on_start();
   std::vector<detail::Node*> held;
@@ -610,7 +675,7 @@ void Runtime::finish_restore(Agent* agent, Message& m) {
   for (detail::Node* n : held) {
     auto* e = static_cast<Envelope*>(n);
     if (core.exiting) {
-      drop_undelivered(e, DropReason::dead_agent);
+      drop_undelivered(e, DropReason::dead_agent, core.self);
     } else {
       dispatch(agent, e);
     }
@@ -638,57 +703,6 @@ void Runtime::save_state(Agent* agent) noexcept {
 detail::RestartScope::RestartScope() noexcept { t_restarting = true; }
 detail::RestartScope::~RestartScope() { t_restarting = false; }
 
-// -- ask ---
-
-void Agent::ask(AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
-                AskCallback done) {
-  core_.runtime->ask_from(*this, to, std::move(payload), kind, timeout, std::move(done));
-}
-
-void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind,
-                       std::chrono::nanoseconds timeout, AskCallback done) {
-  detail::AgentCore& core = agent.core_;
-  const std::uint64_t id = ++core.next_request_id;
-  Envelope* e = detail::make_envelope();
-  e->msg.kind = kind;
-  e->msg.sender = core.self;
-  e->msg.request_id = id;
-  e->msg.payload = std::move(payload);
-  SendResult r = deliver(to, e);
-  if (r != SendResult::ok) {
-    done(ask_status(r), nullptr);
-    return;
-  }
-  await_reply(core, id, timeout, std::move(done));
-}
-
-void Runtime::request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
-                           std::chrono::nanoseconds timeout, AskCallback done) {
-  detail::AgentCore& core = agent.core_;
-  const std::uint64_t id = ++core.next_request_id;
-  router::PublishResult r = publish_from(core.self, topic, payload, kind, id);
-  if (r.delivered == 0) {
-    done(r.no_subscriber ? AskStatus::no_responder : r.mailbox_full != 0 ? AskStatus::mailbox_full : AskStatus::dead_agent,
-         nullptr);
-    return;
-  }
-  await_reply(core, id, timeout, std::move(done));
-}
-
-// The reply (or the timeout) is handled by this same agent later, so
-// registering after the request went out cannot miss it.
-void Runtime::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout,
-                          AskCallback done) {
-  detail::TimerEntry t;
-  t.target = core.self;
-  t.system = SystemKind::ask_timeout;
-  t.request_id = id;
-  TimerId timer = add_timer(std::move(t), timeout);
-  if (!core.extras) core.extras = std::make_unique<detail::AgentExtras>();
-  core.extras->asks.emplace(
-      id, detail::AgentExtras::PendingAsk{std::move(done), timer, telemetry_->on() ? detail::now_ns() : 0});
-}
-
 // -- topics ---
 
 Result<router::SubscriptionId> Agent::subscribe(std::string_view pattern, std::string_view queue_group) {
@@ -705,11 +719,6 @@ Result<router::PublishResult> Agent::publish(std::string_view topic, const Paylo
   auto id = core_.runtime->router_.intern(topic);
   if (!id) return unexpected(id.error());
   return publish(*id, payload, kind);
-}
-
-void Agent::request(router::TopicId topic, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
-                    AskCallback done) {
-  core_.runtime->request_from(*this, topic, std::move(payload), kind, timeout, std::move(done));
 }
 
 Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,
@@ -738,7 +747,7 @@ void Runtime::unsubscribe_exited(AgentRef agent) noexcept {
 
 router::PublishResult Runtime::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
   if (!accepting_.load(std::memory_order_acquire)) {
-    count_drop(DropReason::shutting_down);
+    count_drop(DropReason::shutting_down, {});
     return {};
   }
   return publish_from(AgentRef{}, topic, payload, kind, 0);
@@ -751,28 +760,34 @@ Result<router::PublishResult> Runtime::publish(std::string_view topic, const Pay
 }
 
 router::PublishResult Runtime::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
-                                            std::uint32_t kind, std::uint64_t request_id) noexcept {
+                                            std::uint32_t kind, std::uint64_t correlation_id) noexcept {
   const std::uint64_t start = telemetry_->sample() ? detail::now_ns() : 0;
-  router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), request_id});
+  router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), sender.node, correlation_id});
   if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
-  if (r.no_subscriber) count_drop(DropReason::no_subscriber);
-  return r;  // full mailboxes and dead agents were counted by deliver()
+  if (r.no_subscriber) count_drop(DropReason::no_subscriber, {});
+  return r;  // full mailboxes and dead agents were counted by the endpoint
 }
 
 router::DeliverStatus Runtime::AgentEndpoint::deliver(const router::Delivery& d) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.kind = d.kind;
   e->msg.topic = d.topic;
-  e->msg.sender = AgentRef::from_bits(d.sender);
-  e->msg.request_id = d.request_id;
+  e->msg.sender = AgentRef::from_bits(d.sender, d.sender_node);
+  e->msg.correlation_id = d.correlation_id;
+  if (d.correlation_id != 0) e->msg.reply_to = e->msg.sender;
   e->msg.payload = d.payload;
-  switch (rt_.deliver(AgentRef::from_bits(d.address), e)) {
+  const AgentRef to = AgentRef::from_bits(d.address);
+  // The publisher learns only totals, so what is not queued here is lost: dropped.
+  switch (rt_.deliver(to, e)) {
     case SendResult::ok: return router::DeliverStatus::ok;
-    case SendResult::mailbox_full:
+    case SendResult::mailbox_full: rt_.count_drop(DropReason::mailbox_full, to); [[fallthrough]];
     case SendResult::dropped: return router::DeliverStatus::mailbox_full;
+    case SendResult::expired: rt_.count_drop(DropReason::expired, to); return router::DeliverStatus::dead;
     case SendResult::dead_agent:
-    case SendResult::shutting_down: break;
+    case SendResult::shutting_down:
+    case SendResult::unreachable: break;
   }
+  rt_.count_drop(DropReason::dead_agent, to);
   return router::DeliverStatus::dead;
 }
 
@@ -795,29 +810,6 @@ std::size_t Runtime::AgentEndpoint::depth(std::uint64_t address) const noexcept 
   if (slot == nullptr) return 0;
   std::uint64_t c = slot->ctl.load(std::memory_order_relaxed);
   return ctl::generation(c) == ref.generation ? ctl::count(c) : 0;
-}
-
-void Runtime::complete_ask(Agent* agent, Message& msg) {
-  detail::AgentCore& core = agent->core_;
-  if (!core.extras) return;
-  auto it = core.extras->asks.find(msg.request_id);
-  if (it == core.extras->asks.end()) {
-    if (msg.system == SystemKind::reply) count_drop(DropReason::expired);  // came after its timeout
-    return;
-  }
-  AskCallback done = std::move(it->second.callback);
-  if (msg.system == SystemKind::reply) {
-    timers_->cancel(it->second.timer);
-    if (it->second.started_ns != 0) telemetry_->ask_time.observe_ns(detail::now_ns() - it->second.started_ns);
-  }
-  core.extras->asks.erase(it);
-  if (msg.system == SystemKind::ask_timeout) {
-    done(AskStatus::timeout, nullptr);
-  } else if (msg.status != static_cast<std::uint8_t>(AskStatus::ok)) {
-    done(static_cast<AskStatus>(msg.status), nullptr);
-  } else {
-    done(AskStatus::ok, &msg);
-  }
 }
 
 // -- timers ---
@@ -872,10 +864,14 @@ bool Runtime::fire_timer(const detail::TimerEntry& t) noexcept {
   e->msg.kind = t.kind;
   e->msg.sender = t.sender;
   e->msg.system = t.system;
-  e->msg.request_id = t.request_id;
+  e->msg.correlation_id = t.correlation_id;
   e->msg.payload = t.payload;
   const SendResult r = deliver(t.target, e);
-  if (r != SendResult::ok) telemetry_->timer_undeliverable.inc();
+  if (r != SendResult::ok) {
+    telemetry_->timer_undeliverable.inc();
+    // Nobody is told of a timer message that is not queued: a user one is lost.
+    if (t.system == SystemKind::user) count_drop(drop_reason(r), t.target);
+  }
   return r != SendResult::dead_agent;
 }
 
@@ -924,6 +920,14 @@ void Runtime::shutdown(ShutdownPolicy policy) {
   }
   timers_->cancel_all();
   scheduler_->stop();
+  // Callers still waiting (their timers are gone) learn the runtime stopped.
+  std::vector<std::uint64_t> waiting;
+  {
+    MutexLock lock(callers_mu_);
+    for (const auto& [id, caller] : callers_) waiting.push_back(id);
+  }
+  for (std::uint64_t id : waiting) complete_caller(id, AskStatus::shutting_down, nullptr);
+  warn_unmatched_type_keys();
   flush_storage();
   telemetry_->stop();
 }
@@ -964,12 +968,29 @@ RuntimeStats Runtime::stats() const {
     s.parks += w.parks.load(std::memory_order_relaxed);
   }
   for (int i = 0; i < kDropReasonCount; ++i) s.dropped[i] = drops_[i].load(std::memory_order_relaxed);
+  for (int i = 0; i < kRefuseReasonCount; ++i) s.refused[i] = refusals_[i].load(std::memory_order_relaxed);
   return s;
 }
 
 metrics::Registry& Runtime::metrics() noexcept { return telemetry_->registry(); }
 std::uint16_t Runtime::admin_port() const noexcept { return telemetry_->admin_port(); }
 metrics::FoldedStacks Runtime::logical_profile() const { return telemetry_->logical_profile(); }
+
+void Runtime::warn_unmatched_type_keys() const {
+  const std::vector<std::string> keys = unmatched_type_keys();
+  if (keys.empty()) return;
+  std::string known;
+  {
+    MutexLock lock(mu_);
+    for (const auto& t : type_owner_) known += (known.empty() ? "" : ", ") + t->name;
+  }
+  for (const std::string& key : keys) {
+    std::fprintf(stderr,
+                 "swarm: warning: RuntimeConfig::mailbox_by_type key \"%s\" matched no agent type spawned (types "
+                 "spawned: %s)\n",
+                 key.c_str(), known.empty() ? "none" : known.c_str());
+  }
+}
 
 std::vector<CrashRecord> Runtime::recent_crashes() const {
   MutexLock lock(mu_);

@@ -7,8 +7,9 @@
 //   cfg.workers = 4;
 //   swarm::Runtime rt(cfg);                    // throws std::invalid_argument on bad config
 //   swarm::AgentRef echo = rt.spawn<Echo>();
-//   rt.send(echo, std::string_view("hello"));
-//   rt.shutdown();                            // drains, stops agents, joins threads
+//   std::future<swarm::Reply> answer = rt.ask(echo, std::string("hello"), std::chrono::seconds(1));
+//   swarm::Reply r = answer.get();             // r.status == AskStatus::ok: r.message.as<std::string>()
+//   rt.shutdown();                             // drains, stops agents, joins threads
 //
 // Thread-safe: every public member may be called from any thread.
 
@@ -17,6 +18,9 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <future>
+#include <unordered_map>
 #include <memory>
 #include <new>
 #include <string>
@@ -68,6 +72,9 @@ struct AgentTypeInfo {
   // Telemetry (disabled handles when telemetry is off).
   metrics::Histogram handler_time;
   metrics::Counter crashes;
+  // Drop (bit = DropReason) and refusal (bit = 8 + RefuseReason) reasons
+  // already logged for this type: each is logged once.
+  mutable std::atomic<std::uint32_t> logged{0};
 };
 
 /// A crash as recorded for diagnostics.
@@ -89,8 +96,18 @@ struct RuntimeStats {
   std::uint64_t activations = 0;
   std::uint64_t steals = 0;
   std::uint64_t parks = 0;
-  std::array<std::uint64_t, kDropReasonCount> dropped{};  // by DropReason
+  std::array<std::uint64_t, kDropReasonCount> dropped{};    // accepted, then lost: by DropReason
+  std::array<std::uint64_t, kRefuseReasonCount> refused{};  // the sender was told; nothing lost: by RefuseReason
   std::uint64_t dropped_total() const;
+  std::uint64_t refused_total() const;
+};
+
+/// The answer to Runtime::ask / Runtime::request.
+struct Reply {
+  AskStatus status = AskStatus::ok;
+  Message message;  // the reply, when status is ok
+
+  bool ok() const noexcept { return status == AskStatus::ok; }
 };
 
 class Runtime {
@@ -126,14 +143,53 @@ class Runtime {
 
   // -- messages from outside the agents ---
 
-  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept;
-  SendResult send(AgentRef to, std::string_view text, std::uint32_t kind = 0) noexcept {
-    return send(to, Payload(text), kind);
+  /// Queues a message for `to`. Never throws; a refusal is counted as
+  /// refused (stats().refused), never as lost.
+  SendResult send(AgentRef to, Payload payload, std::uint32_t kind = 0) noexcept {
+    return send(to, std::move(payload), SendOptions{kind, {}});
   }
-  template <PlainValue T>
-  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) noexcept {
-    return send(to, Payload::of(value), kind);
+  SendResult send(AgentRef to, Payload payload, const SendOptions& options) noexcept;
+  /// send(to, Payload::of(value), ...): values, strings, byte vectors, JSON types.
+  template <PayloadValue T>
+  SendResult send(AgentRef to, const T& value, std::uint32_t kind = 0) {
+    return send(to, Payload::of(value), SendOptions{kind, {}});
   }
+  template <PayloadValue T>
+  SendResult send(AgentRef to, const T& value, const SendOptions& options) {
+    return send(to, Payload::of(value), options);
+  }
+
+  /// Asks `to` and returns the answer's future: ready with the reply (status
+  /// ok) or with why none will come (timeout, dead_agent, mailbox_full, ...),
+  /// at the latest after `timeout`. From any thread but a worker's (an agent
+  /// uses Agent::ask, which never blocks); the responder answers with reply().
+  std::future<Reply> ask(AgentRef to, Payload payload, std::chrono::nanoseconds timeout, std::uint32_t kind = 0);
+  template <PayloadValue T>
+  std::future<Reply> ask(AgentRef to, const T& value, std::chrono::nanoseconds timeout, std::uint32_t kind = 0) {
+    return ask(to, Payload::of(value), timeout, kind);
+  }
+  /// Publishes a request on `topic` (one subscriber per queue group answers);
+  /// the future holds the first reply, or no_responder / timeout. Throws
+  /// std::invalid_argument for a bad topic name.
+  std::future<Reply> request(std::string_view topic, Payload payload, std::chrono::nanoseconds timeout,
+                             std::uint32_t kind = 0);
+
+  /// Flow control from outside the agents: after a send to `to` was refused
+  /// with mailbox_full, waits until it has room again (or is gone). False on
+  /// timeout, or when called on a worker thread (a worker never blocks: an
+  /// agent uses notify_when_room()).
+  bool wait_for_room(AgentRef to, std::chrono::milliseconds timeout);
+
+  // -- names ---
+
+  /// Registers `agent` under `name`; released when it exits. Errors: the name
+  /// is held by another live agent, the agent is gone, or the name is invalid
+  /// (empty, over 255 bytes, spaces or control characters).
+  Result<void> register_name(AgentRef agent, std::string_view name);
+  /// Releases `name`. False if nobody held it.
+  bool unregister_name(std::string_view name);
+  /// The agent registered under `name`, or an invalid ref.
+  AgentRef whereis(std::string_view name) const;
 
   // -- topics (see router/) ---
 
@@ -171,6 +227,9 @@ class Runtime {
   unsigned worker_count() const noexcept { return workers_; }
   RuntimeStats stats() const;
   std::vector<CrashRecord> recent_crashes() const;
+  /// RuntimeConfig::mailbox_by_type keys that match no agent type spawned so
+  /// far (shutdown() also prints them as a warning).
+  std::vector<std::string> unmatched_type_keys() const;
 
   // -- telemetry (see docs/metrics.md) ---
 
@@ -189,7 +248,7 @@ class Runtime {
   SendResult deliver(AgentRef to, detail::Envelope* e) noexcept;
   /// Queues a runtime message that bypasses the mailbox bound.
   bool deliver_system(AgentRef to, SystemKind kind, AgentRef sender = {}, Payload payload = {},
-                      std::uint64_t request_id = 0, std::uint8_t status = 0) noexcept;
+                      std::uint32_t tag = 0) noexcept;
   TimerId add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay);
   /// REQUIRES: called from `agent`'s own handler.
   void ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
@@ -210,7 +269,26 @@ class Runtime {
                                       std::size_t align, void (*destroy)(Agent*, const AgentTypeInfo&),
                                       detail::ObjectPool* pool);
   AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock);
-  void count_drop(DropReason r) noexcept { drops_[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
+  // Counting what was not delivered: `to` names the receiver when known (its
+  // type is logged once per reason: the setting to change).
+  void count_drop(DropReason r, AgentRef to) noexcept;
+  void count_refusal(SendResult r, AgentRef to) noexcept;
+  void log_first(unsigned bit, AgentRef to, std::string_view what) noexcept;
+  static DropReason drop_reason(SendResult r) noexcept;
+  static AskStatus request_status(const router::PublishResult& r) noexcept;
+  SendResult send_envelope(AgentRef to, detail::Envelope* e) noexcept;
+  bool deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept;
+  // Callers outside the agents (Runtime::ask, request, wait_for_room).
+  SendResult deliver_off_node(AgentRef to, detail::Envelope* e) noexcept;
+  std::pair<AgentRef, std::future<Reply>> add_caller();
+  void complete_caller(std::uint64_t id, AskStatus status, Message* reply) noexcept;
+  void arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeout);
+  // Flow control and names.
+  void add_room_waiter(AgentRef receiver, AgentRef waiter);
+  void tell_room(AgentRef receiver) noexcept;
+  void release_names(AgentRef agent, const std::vector<std::string>& names) noexcept;
+  void warn_near_miss_locked(const std::string& type_name) SWARM_REQUIRES(mu_);
+  void warn_unmatched_type_keys() const;
   SendResult evict_oldest_and_push(detail::Slot& slot, std::uint64_t reserved, detail::Envelope* e) noexcept;
   detail::Envelope* pop(detail::AgentCore& core, bool locking) noexcept;
   void dispatch(Agent* agent, detail::Envelope* e) noexcept;
@@ -220,12 +298,12 @@ class Runtime {
   void complete_ask(Agent* agent, Message& msg);
   bool fire_timer(const detail::TimerEntry& t) noexcept;
   router::PublishResult publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
-                                     std::uint32_t kind, std::uint64_t request_id) noexcept;
+                                     std::uint32_t kind, std::uint64_t correlation_id) noexcept;
   void request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
                     std::chrono::nanoseconds timeout, AskCallback done);
   void await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout, AskCallback done);
   void unsubscribe_exited(AgentRef agent) noexcept;
-  void drop_undelivered(detail::Envelope* e, DropReason reason) noexcept;
+  void drop_undelivered(detail::Envelope* e, DropReason reason, AgentRef receiver) noexcept;
   void record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type, std::string_view detail,
               std::string_view payload = {}) noexcept;
   // Persistence (Agent::persist_as).
@@ -266,11 +344,28 @@ class Runtime {
   std::atomic<bool> shut_down_{false};
   std::atomic<std::uint64_t> spawned_{0}, exited_{0}, crashed_{0}, restarts_{0}, live_{0};
   std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
+  std::array<std::atomic<std::uint64_t>, kRefuseReasonCount> refusals_{};
   std::array<std::atomic<AgentTypeInfo*>, kMaxTypes> types_{};
 
   mutable Mutex mu_;  // types_ creation and the crash log
   std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
   std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
+
+  mutable Mutex names_mu_;
+  std::map<std::string, AgentRef, std::less<>> names_ SWARM_GUARDED_BY(names_mu_);
+
+  // Callers outside the agents waiting for a reply or for room, by id.
+  struct Caller {
+    std::promise<Reply> reply;
+    TimerId timer = 0;
+  };
+  Mutex callers_mu_;
+  std::unordered_map<std::uint64_t, Caller> callers_ SWARM_GUARDED_BY(callers_mu_);
+  std::uint64_t next_caller_ SWARM_GUARDED_BY(callers_mu_) = 0;
+
+  // Senders to tell when a receiver (by table index) has room; see Slot::room_waiters.
+  Mutex room_mu_;
+  std::unordered_map<std::uint32_t, std::vector<AgentRef>> room_waiters_ SWARM_GUARDED_BY(room_mu_);
 
   AgentEndpoint endpoint_{*this};
   AuditEndpoint audit_endpoint_{*this};

@@ -47,7 +47,7 @@ class Pinger : public Agent {
       done_ = true;
       return;
     }
-    send(m.sender, n + 1);
+    (void)send(m.sender, n + 1);
   }
 
  private:
@@ -58,8 +58,8 @@ class Pinger : public Agent {
 class Starter : public Agent {
  public:
   explicit Starter(AgentRef peer) : peer_(peer) {}
-  void on_start() override { send(peer_, 0L); }
-  void on_message(Message& m) override { send(m.sender, m.as<long>() + 1); }
+  void on_start() override { (void)send(peer_, 0L); }
+  void on_message(Message& m) override { (void)send(m.sender, m.as<long>() + 1); }
 
  private:
   AgentRef peer_;
@@ -114,7 +114,7 @@ RuntimeConfig with_blocker_mailbox(OverflowPolicy p) {
   return c;
 }
 
-TEST(Mailbox, RejectPolicyTellsTheSenderAndCountsTheDrop) {
+TEST(Mailbox, RejectPolicyTellsTheSenderAndCountsARefusalNotALoss) {
   Runtime rt(with_blocker_mailbox(OverflowPolicy::reject));
   std::atomic<bool> release{false};
   std::atomic<int> handled{0};
@@ -129,7 +129,8 @@ TEST(Mailbox, RejectPolicyTellsTheSenderAndCountsTheDrop) {
   }
   EXPECT_EQ(ok, 4);  // the bound is exact: the first message is being handled but still counts
   EXPECT_EQ(full, 6);
-  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::mailbox_full)], 6u);
+  EXPECT_EQ(rt.stats().refused[static_cast<int>(RefuseReason::mailbox_full)], 6u);
+  EXPECT_EQ(rt.stats().dropped_total(), 0u);  // the sender was told: nothing was lost
   release = true;
   EXPECT_TRUE(eventually([&] { return handled == 4; }));
 }
@@ -159,7 +160,7 @@ TEST(Mailbox, MessagesAlreadyHandledInAnActivationDoNotCountAgainstCapacity) {
   Runtime rt(c);
   std::atomic<int> refused{0};
   std::atomic<bool> done{false};
-  rt.send(rt.spawn<Looper>(1000, refused, done), 0);
+  EXPECT_EQ(rt.send(rt.spawn<Looper>(1000, refused, done), 0), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return done.load() || refused.load() != 0; }));
   EXPECT_EQ(refused.load(), 0);
   EXPECT_TRUE(done.load());
@@ -224,7 +225,8 @@ TEST(AgentRef, SendToAnExitedAgentIsReportedEvenAfterSlotReuse) {
   EXPECT_EQ(rt.send(old, 5), SendResult::dead_agent);  // ...but the old ref never reaches it
   EXPECT_EQ(rt.send(fresh, 7), SendResult::ok);
   EXPECT_TRUE(eventually([&] { return sum == 7; }));
-  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::dead_agent)], 1u);
+  EXPECT_EQ(rt.stats().refused[static_cast<int>(RefuseReason::dead_agent)], 1u);
+  EXPECT_EQ(rt.stats().dropped_total(), 0u);
   EXPECT_EQ(rt.send(AgentRef{123456, 9}, 1), SendResult::dead_agent);  // never existed
 }
 
@@ -267,7 +269,7 @@ class Squarer : public Agent {
  public:
   void on_message(Message& m) override {
     int v = m.as<int>();
-    reply(m, v * v);
+    (void)reply(m, v * v);
   }
 };
 
@@ -466,7 +468,7 @@ TEST(Scheduler, IdleWorkersPark) {
   Runtime rt(small(2));
   std::atomic<long> sum{0};
   AgentRef a = rt.spawn<Summer>(sum);
-  rt.send(a, 1);
+  EXPECT_EQ(rt.send(a, 1), SendResult::ok);
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_GE(rt.stats().parks, 1u);
 }

@@ -82,7 +82,7 @@ Supervisor::~Supervisor() {
 }
 
 bool Supervisor::start_child(Runtime& rt, AgentRef supervisor, Payload args) {
-  return rt.deliver_system(supervisor, SystemKind::control, {}, std::move(args), kStartChild);
+  return rt.deliver_system(supervisor, SystemKind::control, {}, std::move(args), kStartChild);  // kind = the command
 }
 
 std::vector<ChildInfo> Supervisor::children() const {
@@ -129,13 +129,13 @@ std::optional<std::size_t> Supervisor::find(AgentRef ref) const {
 }
 
 void Supervisor::on_control(Message& msg) {
-  if (msg.request_id == kStartChild) {
+  if (msg.kind == kStartChild) {
     if (spec_.strategy != Strategy::simple_one_for_one || shutting_down_) return;
     children_.push_back({0, msg.payload, {spec_.children[0].id, {}, 0, {}}});
     if (!start(children_.size() - 1)) children_.pop_back();
     return;
   }
-  if (msg.request_id == kStopTimeout && job_ && job_->pos < job_->order.size()) {
+  if (msg.kind == kStopTimeout && job_ && job_->pos < job_->order.size()) {
     AgentRef late = msg.as<AgentRef>();
     if (job_->order[job_->pos] != late) return;  // that child exited in time
     runtime().kill(late);
@@ -285,7 +285,7 @@ void Supervisor::advance_job() {
     t.target = self();
     t.sender = self();
     t.system = SystemKind::control;
-    t.request_id = kStopTimeout;
+    t.kind = kStopTimeout;
     t.payload = Payload::of(ref);
     job_->timer = runtime().add_timer(std::move(t), timeout);
     return;  // wait for its exit or the timeout

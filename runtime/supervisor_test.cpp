@@ -116,7 +116,7 @@ TEST(Supervisor, OneForOneRestartsOnlyTheCrashedChild) {
   ASSERT_TRUE(rt.wait_idle());
   log.take();
   AgentRef old_b = log.ref("b");
-  rt.send(old_b, Payload{}, kCrash);
+  EXPECT_EQ(rt.send(old_b, Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("b") == 2; }));
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_EQ(log.take(), (std::vector<std::string>{"stop b crashed", "start b"}));
@@ -132,7 +132,7 @@ TEST(Supervisor, OneForAllStopsOthersInReverseOrderAndRestartsAll) {
   ASSERT_TRUE(all_started(log, 3));
   ASSERT_TRUE(rt.wait_idle());
   log.take();
-  rt.send(log.ref("b"), Payload{}, kCrash);
+  EXPECT_EQ(rt.send(log.ref("b"), Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("c") == 2; }));
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_EQ(log.take(), (std::vector<std::string>{"stop b crashed", "stop c shutdown", "stop a shutdown", "start a",
@@ -146,7 +146,7 @@ TEST(Supervisor, RestForOneRestartsTheChildAndThoseStartedAfterIt) {
   ASSERT_TRUE(all_started(log, 3));
   ASSERT_TRUE(rt.wait_idle());
   log.take();
-  rt.send(log.ref("b"), Payload{}, kCrash);
+  EXPECT_EQ(rt.send(log.ref("b"), Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("c") == 2; }));
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_EQ(log.take(), (std::vector<std::string>{"stop b crashed", "stop c shutdown", "start b", "start c"}));
@@ -165,7 +165,7 @@ TEST(Supervisor, SimpleOneForOneStartsDynamicChildrenWithArgs) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(Supervisor::start_child(rt, sup, Payload::of(i)));
   ASSERT_TRUE(all_started(log, 5));
   AgentRef w3 = log.ref("w3");
-  rt.send(w3, Payload{}, kCrash);
+  EXPECT_EQ(rt.send(w3, Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("w3") == 2; }));  // same args again
   EXPECT_EQ(log.started("w2"), 1);
 }
@@ -177,10 +177,10 @@ TEST(Supervisor, TransientRestartsAfterACrashButNotAfterANormalExit) {
   spec.children.push_back(child("t", log, Restart::transient));
   rt.spawn<Supervisor>(std::move(spec));
   ASSERT_TRUE(all_started(log, 1));
-  rt.send(log.ref("t"), Payload{}, kCrash);
+  EXPECT_EQ(rt.send(log.ref("t"), Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("t") == 2; }));
   AgentRef t2 = log.ref("t");
-  rt.send(t2, Payload{}, kQuit);
+  EXPECT_EQ(rt.send(t2, Payload{}, kQuit), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return !rt.alive(t2); }));
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_EQ(log.started("t"), 2);
@@ -194,7 +194,7 @@ TEST(Supervisor, TemporaryIsNeverRestarted) {
   rt.spawn<Supervisor>(std::move(spec));
   ASSERT_TRUE(all_started(log, 1));
   AgentRef t = log.ref("tmp");
-  rt.send(t, Payload{}, kCrash);
+  EXPECT_EQ(rt.send(t, Payload{}, kCrash), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return !rt.alive(t); }));
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_EQ(log.started("tmp"), 1);
@@ -207,7 +207,7 @@ TEST(Supervisor, PermanentIsRestartedEvenAfterANormalExit) {
   spec.children.push_back(child("p", log, Restart::permanent));
   rt.spawn<Supervisor>(std::move(spec));
   ASSERT_TRUE(all_started(log, 1));
-  rt.send(log.ref("p"), Payload{}, kQuit);
+  EXPECT_EQ(rt.send(log.ref("p"), Payload{}, kQuit), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return log.started("p") == 2; }));
 }
 
@@ -244,7 +244,7 @@ TEST(Supervisor, TooManyRestartsEscalateToTheParent) {
   rt.spawn<Watcher>(log, crashed, detail);
   for (int round = 1; round <= 3; ++round) {
     ASSERT_TRUE(eventually([&] { return log.started("x") == round; }));
-    rt.send(log.ref("x"), Payload{}, kCrash);
+    EXPECT_EQ(rt.send(log.ref("x"), Payload{}, kCrash), SendResult::ok);
   }
   ASSERT_TRUE(eventually([&] { return crashed == 1; }));
   EXPECT_EQ(log.started("x"), 3);  // two restarts allowed, the third crash escalates

@@ -115,7 +115,7 @@ TEST(Topics, FullMailboxIsCountedAsMailboxFull) {
   AgentRef l = rt.spawn<Listener>("", got);
   ASSERT_TRUE(rt.subscribe(l, "t"));
   ASSERT_TRUE(rt.wait_idle());  // the listener's start is handled: its mailbox is empty
-  rt.send(blocker, 0);  // occupies the only worker, so the listener's mailbox fills
+  EXPECT_EQ(rt.send(blocker, 0), SendResult::ok);  // occupies the only worker, so the listener's mailbox fills
   ASSERT_EQ(rt.publish("t", Payload::of(1))->delivered, 1u);
   auto r = rt.publish("t", Payload::of(2));
   EXPECT_EQ(r->mailbox_full, 1u);
@@ -127,7 +127,7 @@ TEST(Topics, FullMailboxIsCountedAsMailboxFull) {
 class Doubler : public Agent {
  public:
   void on_start() override { (void)subscribe("math.double", "doublers"); }
-  void on_message(Message& m) override { reply(m, m.as<int>() * 2); }
+  void on_message(Message& m) override { (void)reply(m, m.as<int>() * 2); }
 };
 
 class Asker : public Agent {
@@ -155,7 +155,7 @@ TEST(Topics, RequestGetsTheReplyOfOneResponder) {
   std::atomic<int> answer{0}, status{-1};
   AgentRef asker = rt.spawn<Asker>("math.double", answer, status);
   ASSERT_TRUE(rt.wait_idle());
-  rt.send(asker, 0);
+  EXPECT_EQ(rt.send(asker, 0), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return status.load() != -1; }));
   EXPECT_EQ(status.load(), static_cast<int>(AskStatus::ok));
   EXPECT_EQ(answer.load(), 42);
@@ -165,7 +165,7 @@ TEST(Topics, RequestWithoutRespondersFailsAtOnce) {
   Runtime rt;
   std::atomic<int> answer{0}, status{-1};
   AgentRef asker = rt.spawn<Asker>("nobody.home", answer, status);
-  rt.send(asker, 0);
+  EXPECT_EQ(rt.send(asker, 0), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return status.load() != -1; }, 1s));
   EXPECT_EQ(status.load(), static_cast<int>(AskStatus::no_responder));
 }

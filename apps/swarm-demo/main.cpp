@@ -66,7 +66,7 @@ class Peer : public swarm::Agent {
       throw std::runtime_error("injected crash");
     }
     AgentRef next = from_bits(dir_.refs[rng_() % dir_.refs.size()].load(std::memory_order_acquire));
-    send(next, m.payload);
+    (void)send(next, m.payload);
   }
   void on_stop(const swarm::ExitReason&) override { flush(); }
 
@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
 
   std::minstd_rand rng(42);
   for (std::uint32_t i = 0; i < in_flight; ++i) {
-    rt.send(from_bits(dir.refs[rng() % agents].load()), swarm::Payload::of(i));
+    (void)rt.send(from_bits(dir.refs[rng() % agents].load()), swarm::Payload::of(i));
   }
   auto t0 = std::chrono::steady_clock::now();
   auto deadline = t0 + std::chrono::duration<double>(seconds);

@@ -49,6 +49,9 @@ struct Slot {
   // Set when the occupant may hold topic subscriptions, so an exit without
   // any skips the router. Stays in the slot (stable memory) across reuse.
   std::atomic<bool> subscribed{false};
+  // Set while senders wait to be told the occupant has room (notify_when_room);
+  // checked (seq_cst) after each activation subtracts what it handled.
+  std::atomic<bool> room_waiters{false};
   // Telemetry, read by scans of the table (memory-safe, unlike the agent):
   std::atomic<std::uint16_t> type_id{0};            // the occupant's agent type
   std::atomic<std::uint32_t> queueing_delay_us{0};  // moving average of sampled delays

@@ -379,8 +379,13 @@ void Telemetry::collect(metrics::Collector& c) {
   c.counter("swarm_agent_restarts_total", "Children restarted by supervisors.", {}, st.restarts);
   c.gauge("swarm_agents_live", "Agents alive.", {}, st.live);
   for (int r = 0; r < kDropReasonCount; ++r) {
-    c.counter("swarm_messages_dropped_total", "Messages not delivered, by reason.",
+    c.counter("swarm_messages_dropped_total", "Messages accepted and then lost, by reason.",
               {{"reason", std::string(to_string(static_cast<DropReason>(r)))}}, st.dropped[r]);
+  }
+  for (int r = 0; r < kRefuseReasonCount; ++r) {
+    c.counter("swarm_messages_refused_total",
+              "Sends refused, by reason: the sender was told (SendResult), nothing was lost.",
+              {{"reason", std::string(to_string(static_cast<RefuseReason>(r)))}}, st.refused[r]);
   }
   const AgentScan scan_result = scan(config_.slow_consumers);
   c.gauge("swarm_mailbox_messages", "Messages queued in all mailboxes.", {}, scan_result.messages);

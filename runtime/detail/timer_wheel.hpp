@@ -26,7 +26,7 @@ struct TimerEntry {
   AgentRef sender;
   std::uint32_t kind = 0;
   SystemKind system = SystemKind::user;
-  std::uint64_t request_id = 0;
+  std::uint64_t correlation_id = 0;  // ask timeouts: the request's
   Payload payload;
   std::chrono::nanoseconds period{0};  // 0 = one-shot
   // -- owned by the timer thread ---

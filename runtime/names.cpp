@@ -1,0 +1,74 @@
+// Registered names: an agent found by a stable name rather than its ref.
+// Names are released when their agent exits.
+
+#include "runtime/runtime.hpp"
+
+namespace swarm {
+
+namespace {
+constexpr std::size_t kMaxNameBytes = 255;
+
+Result<void> check_name(std::string_view name) {
+  if (name.empty()) return unexpected(std::string("runtime: register_name: the name is empty"));
+  if (name.size() > kMaxNameBytes) {
+    return unexpected("runtime: register_name: name of " + std::to_string(name.size()) + " bytes is longer than " +
+                      std::to_string(kMaxNameBytes));
+  }
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const auto c = static_cast<unsigned char>(name[i]);
+    if (c <= ' ' || c == 0x7f) {
+      return unexpected("runtime: register_name: invalid name \"" + std::string(name) +
+                        "\": space or control character at position " + std::to_string(i));
+    }
+  }
+  return {};
+}
+}  // namespace
+
+Result<void> Agent::register_name(std::string_view name) {
+  if (auto r = core_.runtime->register_name(core_.self, name); !r) return r;
+  if (!core_.extras) core_.extras = std::make_unique<detail::AgentExtras>();
+  core_.extras->names.emplace_back(name);
+  return {};
+}
+
+Result<void> Runtime::register_name(AgentRef agent, std::string_view name) {
+  if (auto r = check_name(name); !r) return r;
+  if (!alive(agent)) return unexpected("runtime: register_name \"" + std::string(name) + "\": agent " + to_string(agent) + " is gone");
+  MutexLock lock(names_mu_);
+  auto it = names_.find(name);
+  if (it != names_.end() && it->second != agent && alive(it->second)) {
+    return unexpected("runtime: register_name: \"" + std::string(name) + "\" is already registered to " +
+                      to_string(it->second));
+  }
+  if (it != names_.end()) {
+    it->second = agent;
+  } else {
+    names_.emplace(std::string(name), agent);
+  }
+  return {};
+}
+
+bool Runtime::unregister_name(std::string_view name) {
+  MutexLock lock(names_mu_);
+  auto it = names_.find(name);
+  if (it == names_.end()) return false;
+  names_.erase(it);
+  return true;
+}
+
+AgentRef Runtime::whereis(std::string_view name) const {
+  MutexLock lock(names_mu_);
+  auto it = names_.find(name);
+  return it == names_.end() || !alive(it->second) ? AgentRef{} : it->second;
+}
+
+void Runtime::release_names(AgentRef agent, const std::vector<std::string>& names) noexcept {
+  MutexLock lock(names_mu_);
+  for (const std::string& n : names) {
+    auto it = names_.find(n);
+    if (it != names_.end() && it->second == agent) names_.erase(it);
+  }
+}
+
+}  // namespace swarm
