@@ -128,7 +128,8 @@ struct Message {
 struct SendOptions {
   std::uint32_t kind = 0;
   /// Not handled after this long from now: dropped and counted as expired
-  /// (0: no deadline). A request answered so gets AskStatus::expired.
+  /// (0: no deadline; negative: already past, the send is refused as expired).
+  /// A request answered so gets AskStatus::expired.
   std::chrono::nanoseconds ttl{0};
 };
 

@@ -263,6 +263,7 @@ Envelope* make_user_envelope(AgentRef sender, Payload&& payload, const SendOptio
   e->msg.sender = sender;
   e->msg.payload = std::move(payload);
   if (options.ttl.count() > 0) e->msg.deadline_ns = detail::now_ns() + static_cast<std::uint64_t>(options.ttl.count());
+  if (options.ttl.count() < 0) e->msg.deadline_ns = 1;  // already past: refused as expired
   return e;
 }
 }  // namespace
