@@ -92,14 +92,14 @@ inline constexpr std::uint32_t kMaxValueTypes = 4096;
 inline std::atomic<std::uint32_t> g_value_type_count{0};
 inline std::atomic<const std::type_info*> g_value_types[kMaxValueTypes]{};
 
-inline std::uint32_t register_value_type(const std::type_info& t) {
+[[gnu::noinline, gnu::cold]] inline std::uint32_t register_value_type(const std::type_info& t) {
   const std::uint32_t id = g_value_type_count.fetch_add(1, std::memory_order_relaxed) + 1;
   SWARM_CHECK(id < kMaxValueTypes);
   g_value_types[id].store(&t, std::memory_order_release);
   return id;
 }
 template <class T>
-std::uint32_t value_type_id() {
+[[gnu::always_inline]] inline std::uint32_t value_type_id() {
   static const std::uint32_t id = register_value_type(typeid(T));
   return id;
 }
@@ -151,7 +151,7 @@ class Payload {
   /// become text/plain, byte vectors application/octet-stream, and types with
   /// a PayloadCodec (JSON values, see runtime/json.hpp) their encoding.
   template <class T>
-  static Payload of(const T& value);
+  [[gnu::always_inline]] static Payload of(const T& value);
 
   // -- reading ---
 
@@ -159,7 +159,7 @@ class Payload {
   /// both types when it holds something else (a crash, inside a handler).
   /// std::string reads the bytes of any non-value payload; byte vectors too.
   template <class T>
-  T as() const;
+  [[gnu::always_inline]] T as() const;
   /// as<T>(), or nullopt instead of throwing.
   template <class T>
   std::optional<T> try_as() const;
@@ -194,6 +194,12 @@ class Payload {
     std::memcpy(&buf, storage_, sizeof(buf));
     return buf;
   }
+  // An in-process value of type `value_type` (the hot path of every send:
+  // inlined into the caller, the payload built in place).
+  [[gnu::always_inline]] Payload(std::span<const std::byte> bytes, std::uint32_t value_type)
+      : Payload(bytes, ContentType::value) {
+    value_type_ = value_type;
+  }
   void release() noexcept;
   [[noreturn]] void type_mismatch(const char* wanted) const;
 
@@ -206,7 +212,7 @@ class Payload {
 // -- implementation ---
 
 inline Payload::Payload(std::span<const std::byte> bytes, ContentType content) : content_(content) {
-  if (bytes.size() <= kInlineBytes) {
+  if (bytes.size() <= kInlineBytes) [[likely]] {
     if (!bytes.empty()) std::memcpy(storage_, bytes.data(), bytes.size());
     size_ = static_cast<std::uint8_t>(bytes.size());
     return;
@@ -250,15 +256,13 @@ inline void Payload::release() noexcept {
 }
 
 template <class T>
-Payload Payload::of(const T& value) {
+inline Payload Payload::of(const T& value) {
   if constexpr (detail::is_string_like<T>) {
     return Payload(std::string_view(value), ContentType::text);
   } else if constexpr (detail::is_byte_vector<T>) {
     return Payload(std::as_bytes(std::span(value.data(), value.size())), ContentType::octet_stream);
   } else if constexpr (std::is_trivially_copyable_v<T> && !std::is_pointer_v<T>) {
-    Payload p(std::as_bytes(std::span(&value, 1)), ContentType::value);
-    p.value_type_ = detail::value_type_id<T>();
-    return p;
+    return Payload(std::as_bytes(std::span(&value, 1)), detail::value_type_id<T>());
   } else if constexpr (requires { PayloadCodec<T>::encode(value); }) {
     return PayloadCodec<T>::encode(value);
   } else {
@@ -270,7 +274,7 @@ Payload Payload::of(const T& value) {
 }
 
 template <class T>
-T Payload::as() const {
+inline T Payload::as() const {
   if constexpr (std::is_same_v<T, std::string>) {
     if (content_ == ContentType::value) type_mismatch("std::string");
     return std::string(text());
