@@ -1,4 +1,4 @@
-// The hot path both ways: sending (Runtime::send, Agent::send, deliver: a
+// The hot path both ways: sending (RuntimeCore::send, Agent::send, deliver: a
 // reservation in the slot's control word, then a push onto the agent's MPSC
 // mailbox) and running agents (activate: pop, dispatch to the handler, up to
 // the throughput budget). Agent::send and Agent::reply live here, beside
@@ -9,9 +9,10 @@
 #include "runtime/detail/runtime_core.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/telemetry.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 using detail::Envelope;
 using detail::Slot;
@@ -37,7 +38,7 @@ Envelope* make_user_envelope(AgentRef sender, Payload&& payload, const SendOptio
 
 // -- sending ---
 
-SendResult Runtime::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
+SendResult RuntimeCore::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
   if (!accepting_.load(std::memory_order_acquire)) {
     count_refusal(SendResult::shutting_down, to);
     return SendResult::shutting_down;
@@ -46,10 +47,10 @@ SendResult Runtime::send(AgentRef to, Payload payload, const SendOptions& option
 }
 
 SendResult Agent::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
-  return core_.runtime->send_envelope(to, make_user_envelope(core_.self, std::move(payload), options));
+  return core_.rt->send_envelope(to, make_user_envelope(core_.self, std::move(payload), options));
 }
 
-SendResult Runtime::send_envelope(AgentRef to, Envelope* e) noexcept {
+SendResult RuntimeCore::send_envelope(AgentRef to, Envelope* e) noexcept {
   const SendResult r = deliver(to, e);
   if (r != SendResult::ok && r != SendResult::dropped) [[unlikely]] count_refusal(r, to);
   return r;
@@ -63,12 +64,12 @@ SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t k
   e->msg.correlation_id = request.correlation_id;
   e->msg.system = SystemKind::reply;
   e->msg.payload = std::move(payload);
-  return core_.runtime->deliver(request.reply_to, e);
+  return core_.rt->deliver(request.reply_to, e);
 }
 
 // Counts nothing but losses (drop_newest, drop_oldest): a refusal is counted
 // by the caller, as refused when the sender is told, as dropped when not.
-SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
+SendResult RuntimeCore::deliver(AgentRef to, Envelope* e) noexcept {
   if (!to.local()) [[unlikely]] return deliver_off_node(to, e);
   Slot* slot = table_.find(to.index);
   if (slot == nullptr || !to.valid()) {
@@ -113,7 +114,7 @@ SendResult Runtime::deliver(AgentRef to, Envelope* e) noexcept {
 
 // drop_oldest with a full mailbox: we hold a reservation (so the agent stays
 // alive); take the pop lock, drop the oldest user message, queue ours.
-SendResult Runtime::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, Envelope* e) noexcept {
+SendResult RuntimeCore::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, Envelope* e) noexcept {
   Agent* agent = slot.agent.load(std::memory_order_acquire);
   detail::AgentCore& core = agent->core_;
   lock_pops(core);
@@ -140,7 +141,7 @@ SendResult Runtime::evict_oldest_and_push(Slot& slot, std::uint64_t reserved, En
   return SendResult::ok;
 }
 
-bool Runtime::deliver_system(AgentRef to, SystemKind kind, AgentRef sender, Payload payload,
+bool RuntimeCore::deliver_system(AgentRef to, SystemKind kind, AgentRef sender, Payload payload,
                              std::uint32_t tag) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.system = kind;
@@ -150,7 +151,7 @@ bool Runtime::deliver_system(AgentRef to, SystemKind kind, AgentRef sender, Payl
   return deliver(to, e) == SendResult::ok;
 }
 
-bool Runtime::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept {
+bool RuntimeCore::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.system = SystemKind::reply;
   e->msg.correlation_id = correlation_id;
@@ -159,7 +160,7 @@ bool Runtime::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus
 }
 // -- running agents ---
 
-Envelope* Runtime::pop(detail::AgentCore& core, bool locking) noexcept {
+Envelope* RuntimeCore::pop(detail::AgentCore& core, bool locking) noexcept {
   if (!locking) return static_cast<Envelope*>(core.mailbox.pop());
   lock_pops(core);
   detail::Node* n = core.stash;
@@ -172,7 +173,7 @@ Envelope* Runtime::pop(detail::AgentCore& core, bool locking) noexcept {
   return static_cast<Envelope*>(n);
 }
 
-bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
+bool RuntimeCore::activate(Agent* agent, detail::Worker& worker) noexcept {
   detail::AgentCore& core = agent->core_;
   Slot& slot = table_.at(core.self.index);
   const bool locking = slot.overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest;
@@ -213,7 +214,7 @@ bool Runtime::activate(Agent* agent, detail::Worker& worker) noexcept {
   return ctl::count(before) > processed;
 }
 
-void Runtime::dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, detail::Worker& worker) noexcept {
+void RuntimeCore::dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, detail::Worker& worker) noexcept {
   const std::uint64_t enqueued = e->enqueued_ns;
   const std::uint32_t topic = e->msg.topic;
   const std::uint64_t start = detail::now_ns();
@@ -223,7 +224,7 @@ void Runtime::dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, detail::Wo
   telemetry_->record_handler(slot, *agent->core_.type, worker.index, agent->core_.path, topic, enqueued, start, end);
 }
 
-void Runtime::dispatch(Agent* agent, Envelope* e) noexcept {
+void RuntimeCore::dispatch(Agent* agent, Envelope* e) noexcept {
   Message& m = e->msg;
   try {
     switch (m.system) {

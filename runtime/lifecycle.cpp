@@ -11,9 +11,10 @@
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/telemetry.hpp"
 #include "runtime/detail/timer_wheel.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 using detail::Envelope;
 using detail::Slot;
@@ -56,9 +57,36 @@ constexpr std::size_t kCrashLogSize = 64;
 
 // -- spawn ---
 
-AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock) {
+AgentRef RuntimeCore::spawn(AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct, void* args) {
+  const AgentTypeInfo& info = type_info(spec);
+  const std::uint64_t clock = spawn_clock();
+  void* mem = info.pool != nullptr ? info.pool->allocate() : ::operator new(spec.size, std::align_val_t(spec.align));
+  Agent* agent;
+  try {
+    agent = construct(mem, args);
+  } catch (...) {
+    if (info.pool != nullptr) {
+      info.pool->deallocate(mem);
+    } else {
+      ::operator delete(mem, std::align_val_t(spec.align));
+    }
+    throw;
+  }
+  return attach(agent, info, parent, clock);
+}
+
+void AgentTypeInfo::release(Agent* agent) const noexcept {
+  void* mem = destroy(agent);
+  if (pool != nullptr) {
+    pool->deallocate(mem);
+  } else {
+    ::operator delete(mem, std::align_val_t(align));
+  }
+}
+
+AgentRef RuntimeCore::attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock) {
   detail::AgentCore& core = agent->core_;
-  core.runtime = this;
+  core.rt = this;
   core.type = &type;
   core.parent = parent;
   if (telemetry_->on() && parent.valid()) {
@@ -70,7 +98,7 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
   const bool persistent = core.extras && !core.extras->state_key.empty();
   if (persistent && !config_.state_store) {
     std::string key = core.extras->state_key;
-    type.destroy(agent, type);
+    type.release(agent);
     throw std::logic_error("swarm: " + type.name + " persists as '" + key +
                            "' but RuntimeConfig::state_store is not set");
   }
@@ -78,7 +106,7 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
   try {
     ref = table_.reserve(agent, type.mailbox);
   } catch (...) {
-    type.destroy(agent, type);
+    type.release(agent);
     throw;
   }
   core.self = ref;
@@ -108,9 +136,9 @@ AgentRef Runtime::attach(Agent* agent, const AgentTypeInfo& type, AgentRef paren
 }
 // -- stop, kill ---
 
-bool Runtime::stop(AgentRef agent) noexcept { return deliver_system(agent, SystemKind::stop); }
+bool RuntimeCore::stop(AgentRef agent) noexcept { return deliver_system(agent, SystemKind::stop); }
 
-bool Runtime::kill(AgentRef agent) noexcept {
+bool RuntimeCore::kill(AgentRef agent) noexcept {
   Slot* slot = table_.find(agent.index);
   if (slot == nullptr || !agent.valid()) return false;
   std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
@@ -126,7 +154,7 @@ bool Runtime::kill(AgentRef agent) noexcept {
   return true;
 }
 
-bool Runtime::alive(AgentRef agent) const noexcept {
+bool RuntimeCore::alive(AgentRef agent) const noexcept {
   Slot* slot = table_.find(agent.index);
   if (slot == nullptr || !agent.valid()) return false;
   std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
@@ -134,7 +162,7 @@ bool Runtime::alive(AgentRef agent) const noexcept {
 }
 // -- exit ---
 
-void Runtime::begin_exit(Agent* agent, ExitReason reason) noexcept {
+void RuntimeCore::begin_exit(Agent* agent, ExitReason reason) noexcept {
   detail::AgentCore& core = agent->core_;
   if (core.exiting) return;  // the first reason wins
   core.exiting = true;
@@ -143,7 +171,7 @@ void Runtime::begin_exit(Agent* agent, ExitReason reason) noexcept {
 }
 
 // Runs on the agent's worker after the handler that decided the exit.
-void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
+void RuntimeCore::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   detail::AgentCore& core = agent->core_;
   const AgentRef self = core.self;
   ExitReason reason = std::move(core.extras->exit);
@@ -202,14 +230,14 @@ void Runtime::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
     deliver_system(core.parent, SystemKind::child_exit, self, detail::encode_child_exit(self, reason));
   }
   const AgentTypeInfo& type = *core.type;
-  type.destroy(agent, type);
+  type.release(agent);
   table_.recycle(self.index);
   exited_.fetch_add(1, std::memory_order_relaxed);
   live_.fetch_sub(1, std::memory_order_release);
 }
 
 // Frees a message nobody will handle: a user message is counted, an ask answered.
-void Runtime::drop_undelivered(Envelope* e, DropReason reason, AgentRef receiver) noexcept {
+void RuntimeCore::drop_undelivered(Envelope* e, DropReason reason, AgentRef receiver) noexcept {
   Message& m = e->msg;
   if (m.system == SystemKind::user) {
     count_drop(reason, receiver);
@@ -223,7 +251,7 @@ void Runtime::drop_undelivered(Envelope* e, DropReason reason, AgentRef receiver
   detail::free_envelope(e);
 }
 
-void Runtime::record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type,
+void RuntimeCore::record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type,
                      std::string_view detail, std::string_view payload) noexcept {
   config_.lifecycle->record({kind, agent.bits(), type, detail, payload});
 }

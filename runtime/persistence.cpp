@@ -7,9 +7,10 @@
 #include <stdexcept>
 
 #include "runtime/detail/runtime_core.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 using detail::Envelope;
 
@@ -17,7 +18,7 @@ namespace {
 enum RestoreStatus : std::uint8_t { kRestoreFound, kRestoreNone, kRestoreFailed };
 }  // namespace
 
-void Runtime::load_state(AgentRef agent, std::string key) {
+void RuntimeCore::load_state(AgentRef agent, std::string key) {
   config_.state_store->load(std::move(key), [link = link_, agent](Result<std::optional<StoredState>> r) {
     // Found: the version (8 bytes) then the state; failed: the error text.
     Payload payload;
@@ -37,7 +38,7 @@ void Runtime::load_state(AgentRef agent, std::string key) {
   });
 }
 
-void Runtime::hold(Agent* agent, Envelope* e) noexcept {
+void RuntimeCore::hold(Agent* agent, Envelope* e) noexcept {
   auto& held = agent->core_.extras->held;
   if (held.size() >= agent->core_.type->mailbox.capacity) {
     drop_undelivered(e, DropReason::mailbox_full, agent->core_.self);
@@ -47,7 +48,7 @@ void Runtime::hold(Agent* agent, Envelope* e) noexcept {
 }
 
 // Runs inside dispatch(): what throws here crashes the agent.
-void Runtime::finish_restore(Agent* agent, Message& m) {
+void RuntimeCore::finish_restore(Agent* agent, Message& m) {
   detail::AgentCore& core = agent->core_;
   core.restoring = false;
   if (m.kind == kRestoreFailed) throw std::runtime_error("state restore failed: " + std::string(m.payload.text()));
@@ -70,7 +71,7 @@ void Runtime::finish_restore(Agent* agent, Message& m) {
   }
 }
 
-void Runtime::save_state(Agent* agent) noexcept {
+void RuntimeCore::save_state(Agent* agent) noexcept {
   detail::AgentCore& core = agent->core_;
   core.dirty = false;
   if (!core.extras || core.extras->state_key.empty() || core.restoring) return;  // not persistent, or not loaded yet

@@ -4,7 +4,6 @@
 // reply), flow_control.cpp (refusals, drops, room), names.cpp, and
 // agent_actions.cpp (what an agent's handlers call).
 
-#include "runtime/runtime.hpp"
 
 #include <cctype>
 #include <cstdio>
@@ -16,6 +15,8 @@
 #include "runtime/detail/timer_wheel.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 namespace detail {
 unsigned next_type_id() {
@@ -73,8 +74,8 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 }
 }  // namespace
 
-Runtime::Runtime(RuntimeConfig config)
-    : config_(validated(config)), workers_(config_.workers), router_(config_.router) {
+RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
+    : owner_(owner), config_(validated(config)), workers_(config_.workers), router_(config_.router) {
   link_ = std::make_shared<detail::RuntimeLink>();
   {
     MutexLock lock(link_->mu);
@@ -98,11 +99,20 @@ Runtime::Runtime(RuntimeConfig config)
   }
 }
 
-Runtime::~Runtime() { shutdown(ShutdownPolicy::drain); }
+// Runtime's destructor has shut down: the threads are joined.
+RuntimeCore::~RuntimeCore() = default;
 
-const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool has_on_start, std::size_t,
-                                             std::size_t, void (*destroy)(Agent*, const AgentTypeInfo&),
-                                             detail::ObjectPool* pool) {
+// -- agent types ---
+
+const AgentTypeInfo& RuntimeCore::type_info(const AgentTypeSpec& spec) {
+  SWARM_CHECK(spec.id < kMaxAgentTypes);
+  if (AgentTypeInfo* info = types_[spec.id].load(std::memory_order_acquire)) return *info;
+  return make_type_info(spec);
+}
+
+const AgentTypeInfo& RuntimeCore::make_type_info(const AgentTypeSpec& spec) {
+  const unsigned id = spec.id;
+  std::string name = spec.name.empty() ? detail::demangle(spec.type->name()) : std::string(spec.name);
   MutexLock lock(mu_);
   if (AgentTypeInfo* info = types_[id].load(std::memory_order_acquire)) return *info;
   auto info = std::make_unique<AgentTypeInfo>();
@@ -114,9 +124,10 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
   }
   info->id = id;
   info->name = std::move(name);
-  info->has_on_start = has_on_start;
-  info->pool = pool;
-  info->destroy = destroy;
+  info->has_on_start = spec.has_on_start;
+  info->align = spec.align;
+  info->pool = config_.pooling ? &detail::pool_for_type(id, spec.size, spec.align) : nullptr;
+  info->destroy = spec.destroy;
   telemetry_->init_type(*info);
   types_[id].store(info.get(), std::memory_order_release);
   type_owner_.push_back(std::move(info));
@@ -125,7 +136,7 @@ const AgentTypeInfo& Runtime::make_type_info(unsigned id, std::string name, bool
 
 // A mailbox_by_type key that is this type's name but for namespaces or case
 // was surely meant for it: say so at its first spawn.
-void Runtime::warn_near_miss_locked(const std::string& type_name) {
+void RuntimeCore::warn_near_miss_locked(const std::string& type_name) {
   auto lower = [](std::string_view v) {
     std::string out(v);
     for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -145,7 +156,7 @@ void Runtime::warn_near_miss_locked(const std::string& type_name) {
   }
 }
 
-std::vector<std::string> Runtime::unmatched_type_keys() const {
+std::vector<std::string> RuntimeCore::unmatched_type_keys() const {
   MutexLock lock(mu_);
   std::vector<std::string> out;
   for (const auto& [key, options] : config_.mailbox_by_type) {
@@ -156,11 +167,11 @@ std::vector<std::string> Runtime::unmatched_type_keys() const {
   return out;
 }
 
-std::uint64_t Runtime::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
+std::uint64_t RuntimeCore::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
 
 // -- diagnostics ---
 
-RuntimeStats Runtime::stats() const {
+RuntimeStats RuntimeCore::stats() const {
   RuntimeStats s;
   s.spawned = spawned_.load(std::memory_order_relaxed);
   s.exited = exited_.load(std::memory_order_relaxed);
@@ -179,11 +190,11 @@ RuntimeStats Runtime::stats() const {
   return s;
 }
 
-metrics::Registry& Runtime::metrics() noexcept { return telemetry_->registry(); }
-std::uint16_t Runtime::admin_port() const noexcept { return telemetry_->admin_port(); }
-metrics::FoldedStacks Runtime::logical_profile() const { return telemetry_->logical_profile(); }
+metrics::Registry& RuntimeCore::metrics() noexcept { return telemetry_->registry(); }
+std::uint16_t RuntimeCore::admin_port() const noexcept { return telemetry_->admin_port(); }
+metrics::FoldedStacks RuntimeCore::logical_profile() const { return telemetry_->logical_profile(); }
 
-void Runtime::warn_unmatched_type_keys() const {
+void RuntimeCore::warn_unmatched_type_keys() const {
   const std::vector<std::string> keys = unmatched_type_keys();
   if (keys.empty()) return;
   std::string known;
@@ -199,9 +210,79 @@ void Runtime::warn_unmatched_type_keys() const {
   }
 }
 
-std::vector<CrashRecord> Runtime::recent_crashes() const {
+std::vector<CrashRecord> RuntimeCore::recent_crashes() const {
   MutexLock lock(mu_);
   return {crashes_.begin(), crashes_.end()};
 }
+
+// -- Runtime: the API, forwarded to the core ---
+
+namespace detail {
+RuntimeCore& core_of(Runtime& rt) noexcept { return *rt.core_; }
+
+AgentRef spawn_agent(RuntimeCore& rt, AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct,
+                     void* args) {
+  return rt.spawn(parent, spec, construct, args);
+}
+}  // namespace detail
+
+Runtime::Runtime(RuntimeConfig config) : core_(std::make_unique<RuntimeCore>(*this, std::move(config))) {}
+Runtime::~Runtime() { core_->shutdown(ShutdownPolicy::drain); }
+
+bool Runtime::stop(AgentRef agent) noexcept { return core_->stop(agent); }
+bool Runtime::kill(AgentRef agent) noexcept { return core_->kill(agent); }
+bool Runtime::alive(AgentRef agent) const noexcept { return core_->alive(agent); }
+
+SendResult Runtime::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
+  return core_->send(to, std::move(payload), options);
+}
+std::future<Reply> Runtime::ask(AgentRef to, Payload payload, std::chrono::nanoseconds timeout, std::uint32_t kind) {
+  return core_->ask(to, std::move(payload), timeout, kind);
+}
+std::future<Reply> Runtime::request(std::string_view topic, Payload payload, std::chrono::nanoseconds timeout,
+                                    std::uint32_t kind) {
+  return core_->request(topic, std::move(payload), timeout, kind);
+}
+bool Runtime::wait_for_room(AgentRef to, std::chrono::milliseconds timeout) { return core_->wait_for_room(to, timeout); }
+
+Result<void> Runtime::register_name(AgentRef agent, std::string_view name) { return core_->register_name(agent, name); }
+bool Runtime::unregister_name(std::string_view name) { return core_->unregister_name(name); }
+AgentRef Runtime::whereis(std::string_view name) const { return core_->whereis(name); }
+
+router::Router& Runtime::router() noexcept { return core_->router(); }
+Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,
+                                                  std::string_view queue_group) {
+  return core_->subscribe(agent, pattern, queue_group);
+}
+bool Runtime::unsubscribe(router::SubscriptionId id) { return core_->unsubscribe(id); }
+router::PublishResult Runtime::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
+  return core_->publish(topic, payload, kind);
+}
+Result<router::PublishResult> Runtime::publish(std::string_view topic, const Payload& payload, std::uint32_t kind) {
+  return core_->publish(topic, payload, kind);
+}
+
+TimerId Runtime::send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind) {
+  return core_->send_after(to, delay, std::move(payload), kind);
+}
+TimerId Runtime::send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind) {
+  return core_->send_periodic(to, interval, std::move(payload), kind);
+}
+bool Runtime::cancel_timer(TimerId id) { return core_->cancel_timer(id); }
+
+void Runtime::shutdown(ShutdownPolicy policy) { core_->shutdown(policy); }
+bool Runtime::stopping() const noexcept { return core_->stopping(); }
+bool Runtime::wait_idle(std::chrono::milliseconds timeout) const { return core_->wait_idle(timeout); }
+
+const RuntimeConfig& Runtime::config() const noexcept { return core_->config(); }
+unsigned Runtime::worker_count() const noexcept { return core_->worker_count(); }
+RuntimeStats Runtime::stats() const { return core_->stats(); }
+std::vector<CrashRecord> Runtime::recent_crashes() const { return core_->recent_crashes(); }
+std::vector<std::string> Runtime::unmatched_type_keys() const { return core_->unmatched_type_keys(); }
+
+metrics::Registry& Runtime::metrics() noexcept { return core_->metrics(); }
+std::uint16_t Runtime::admin_port() const noexcept { return core_->admin_port(); }
+metrics::FoldedStacks Runtime::logical_profile() const { return core_->logical_profile(); }
+void Runtime::note_restart() noexcept { core_->note_restart(); }
 
 }  // namespace swarm

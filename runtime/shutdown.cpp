@@ -9,11 +9,12 @@
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/telemetry.hpp"
 #include "runtime/detail/timer_wheel.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
 
-bool Runtime::wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const {
+using detail::RuntimeCore;
+
+bool RuntimeCore::wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done()) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
@@ -22,7 +23,7 @@ bool Runtime::wait_for(std::chrono::milliseconds timeout, const std::function<bo
   return true;
 }
 
-bool Runtime::wait_idle(std::chrono::milliseconds timeout) const {
+bool RuntimeCore::wait_idle(std::chrono::milliseconds timeout) const {
   // Two quiet observations in a row: a timer or an outside send may land between.
   return wait_for(timeout, [this] {
     if (!scheduler_->quiescent()) return false;
@@ -31,7 +32,7 @@ bool Runtime::wait_idle(std::chrono::milliseconds timeout) const {
   });
 }
 
-void Runtime::shutdown(ShutdownPolicy policy) {
+void RuntimeCore::shutdown(ShutdownPolicy policy) {
   if (shut_down_.exchange(true)) return;
   accepting_.store(false, std::memory_order_release);
   const auto budget = config_.shutdown_timeout;
@@ -69,7 +70,7 @@ void Runtime::shutdown(ShutdownPolicy policy) {
 }
 
 // Every agent is gone: their last states and events are queued; write them out.
-void Runtime::flush_storage() {
+void RuntimeCore::flush_storage() {
   {
     MutexLock lock(link_->mu);  // loads still pending have no agent to restore
     link_->rt = nullptr;

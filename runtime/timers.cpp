@@ -1,19 +1,21 @@
 // Timers: send_after / send_periodic on the timer wheel, and what a timer
 // that fires delivers.
 
+#include "runtime/detail/runtime_core.hpp"
 #include "runtime/detail/telemetry.hpp"
 #include "runtime/detail/timer_wheel.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
 
+using detail::RuntimeCore;
+
 using detail::Envelope;
 
-TimerId Runtime::add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay) {
+TimerId RuntimeCore::add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay) {
   return timers_->add(std::move(entry), delay);
 }
 
-TimerId Runtime::send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind) {
+TimerId RuntimeCore::send_after(AgentRef to, std::chrono::nanoseconds delay, Payload payload, std::uint32_t kind) {
   detail::TimerEntry t;
   t.target = to;
   t.kind = kind;
@@ -21,7 +23,7 @@ TimerId Runtime::send_after(AgentRef to, std::chrono::nanoseconds delay, Payload
   return add_timer(std::move(t), delay);
 }
 
-TimerId Runtime::send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload,
+TimerId RuntimeCore::send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload,
                                std::uint32_t kind) {
   detail::TimerEntry t;
   t.target = to;
@@ -31,9 +33,9 @@ TimerId Runtime::send_periodic(AgentRef to, std::chrono::nanoseconds interval, P
   return add_timer(std::move(t), interval);
 }
 
-bool Runtime::cancel_timer(TimerId id) { return timers_->cancel(id); }
+bool RuntimeCore::cancel_timer(TimerId id) { return timers_->cancel(id); }
 
-bool Runtime::fire_timer(const detail::TimerEntry& t) noexcept {
+bool RuntimeCore::fire_timer(const detail::TimerEntry& t) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.kind = t.kind;
   e->msg.sender = t.sender;

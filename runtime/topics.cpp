@@ -2,16 +2,18 @@
 // router endpoints through which published messages reach agents' mailboxes
 // and the audit log.
 
+#include "runtime/detail/runtime_core.hpp"
 #include "runtime/detail/telemetry.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 using detail::Envelope;
 using detail::Slot;
 namespace ctl = detail::ctl;
 
-Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,
+Result<router::SubscriptionId> RuntimeCore::subscribe(AgentRef agent, std::string_view pattern,
                                                   std::string_view queue_group) {
   Slot* slot = table_.find(agent.index);
   auto gone = [&] {
@@ -30,12 +32,12 @@ Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_vi
   return id;
 }
 
-void Runtime::unsubscribe_exited(AgentRef agent) noexcept {
+void RuntimeCore::unsubscribe_exited(AgentRef agent) noexcept {
   Slot& slot = table_.at(agent.index);
   if (slot.subscribed.exchange(false, std::memory_order_seq_cst)) router_.unsubscribe_all({&endpoint_, agent.bits()});
 }
 
-router::PublishResult Runtime::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
+router::PublishResult RuntimeCore::publish(router::TopicId topic, const Payload& payload, std::uint32_t kind) noexcept {
   if (!accepting_.load(std::memory_order_acquire)) {
     count_drop(DropReason::shutting_down, {});
     return {};
@@ -43,13 +45,13 @@ router::PublishResult Runtime::publish(router::TopicId topic, const Payload& pay
   return publish_from(AgentRef{}, topic, payload, kind, 0);
 }
 
-Result<router::PublishResult> Runtime::publish(std::string_view topic, const Payload& payload, std::uint32_t kind) {
+Result<router::PublishResult> RuntimeCore::publish(std::string_view topic, const Payload& payload, std::uint32_t kind) {
   auto id = router_.intern(topic);
   if (!id) return unexpected(id.error());
   return publish(*id, payload, kind);
 }
 
-router::PublishResult Runtime::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
+router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
                                             std::uint32_t kind, std::uint64_t correlation_id) noexcept {
   const std::uint64_t start = telemetry_->sample() ? detail::now_ns() : 0;
   router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), sender.node, correlation_id});
@@ -58,7 +60,7 @@ router::PublishResult Runtime::publish_from(AgentRef sender, router::TopicId top
   return r;  // full mailboxes and dead agents were counted by the endpoint
 }
 
-router::DeliverStatus Runtime::AgentEndpoint::deliver(const router::Delivery& d) noexcept {
+router::DeliverStatus RuntimeCore::AgentEndpoint::deliver(const router::Delivery& d) noexcept {
   Envelope* e = detail::make_envelope();
   e->msg.kind = d.kind;
   e->msg.topic = d.topic;
@@ -81,7 +83,7 @@ router::DeliverStatus Runtime::AgentEndpoint::deliver(const router::Delivery& d)
   return router::DeliverStatus::dead;
 }
 
-router::DeliverStatus Runtime::AuditEndpoint::deliver(const router::Delivery& d) noexcept {
+router::DeliverStatus RuntimeCore::AuditEndpoint::deliver(const router::Delivery& d) noexcept {
   // The sender's type, from its slot; type records are never freed.
   std::string_view type;
   const AgentRef sender = AgentRef::from_bits(d.sender);
@@ -94,7 +96,7 @@ router::DeliverStatus Runtime::AuditEndpoint::deliver(const router::Delivery& d)
   return router::DeliverStatus::ok;
 }
 
-std::size_t Runtime::AgentEndpoint::depth(std::uint64_t address) const noexcept {
+std::size_t RuntimeCore::AgentEndpoint::depth(std::uint64_t address) const noexcept {
   AgentRef ref = AgentRef::from_bits(address);
   const Slot* slot = rt_.table_.find(ref.index);
   if (slot == nullptr) return 0;

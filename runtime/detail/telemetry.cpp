@@ -9,7 +9,7 @@
 #include "metrics/admin_server.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/timer_wheel.hpp"
-#include "runtime/runtime.hpp"
+#include "runtime/detail/runtime_core.hpp"
 
 namespace swarm::detail {
 
@@ -41,7 +41,7 @@ constexpr const char* kStates[] = {"idle", "queued", "running"};
 
 // -- construction ---
 
-Telemetry::Telemetry(Runtime& rt, const TelemetryConfig& config)
+Telemetry::Telemetry(RuntimeCore& rt, const TelemetryConfig& config)
     : rt_(rt),
       config_(config),
       on_(config.enabled),
@@ -185,7 +185,7 @@ bool Telemetry::LogicalShard::add(std::uint64_t key, std::uint64_t ns) noexcept 
 
 AgentScan Telemetry::scan(std::size_t top) const {
   AgentScan out;
-  out.by_type.resize(Runtime::kMaxTypes);
+  out.by_type.resize(kMaxAgentTypes);
   // Agents in a handler right now (odd sequence: inside).
   std::vector<std::uint64_t> running;
   for (unsigned w = 0; w < rt_.scheduler_->worker_count(); ++w) {
@@ -242,7 +242,7 @@ AgentScan Telemetry::scan(std::size_t top) const {
 }
 
 std::string Telemetry::type_name(unsigned id) const {
-  if (id < Runtime::kMaxTypes) {
+  if (id < kMaxAgentTypes) {
     if (const AgentTypeInfo* t = rt_.types_[id].load(std::memory_order_acquire)) return t->name;
   }
   return "unknown";

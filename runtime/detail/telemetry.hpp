@@ -33,7 +33,6 @@
 #include "runtime/message.hpp"
 
 namespace swarm {
-class Runtime;
 struct AgentTypeInfo;
 }  // namespace swarm
 
@@ -43,6 +42,7 @@ class AdminServer;
 
 namespace swarm::detail {
 
+class RuntimeCore;
 struct Slot;
 struct Worker;
 
@@ -78,7 +78,7 @@ struct AgentScan {
 
 class Telemetry {
  public:
-  Telemetry(Runtime& rt, const TelemetryConfig& config);
+  Telemetry(RuntimeCore& rt, const TelemetryConfig& config);
   ~Telemetry();
   Telemetry(const Telemetry&) = delete;
   Telemetry& operator=(const Telemetry&) = delete;
@@ -147,7 +147,7 @@ class Telemetry {
   };
 
   // -- constant after construction ---
-  Runtime& rt_;
+  RuntimeCore& rt_;
   const TelemetryConfig config_;
   const bool on_;
   const std::uint32_t sample_every_;
