@@ -171,6 +171,14 @@ std::uint64_t RuntimeCore::spawn_clock() noexcept { return telemetry_->sample() 
 
 // -- diagnostics ---
 
+const std::string* RuntimeCore::type_name(unsigned id) const noexcept {
+  if (id >= kMaxAgentTypes) return nullptr;
+  const AgentTypeInfo* info = types_[id].load(std::memory_order_acquire);  // never freed
+  return info != nullptr ? &info->name : nullptr;
+}
+
+std::size_t RuntimeCore::pending_timers() const { return timers_->pending(); }
+
 RuntimeStats RuntimeCore::stats() const {
   RuntimeStats s;
   s.spawned = spawned_.load(std::memory_order_relaxed);

@@ -28,34 +28,15 @@
 #include <vector>
 
 #include "base/mutex.hpp"
-#include "metrics/instruments.hpp"
 #include "router/router.hpp"
 #include "runtime/detail/agent_table.hpp"
+#include "runtime/detail/agent_type.hpp"
 #include "runtime/detail/envelope_pool.hpp"
 #include "runtime/detail/object_pool.hpp"
+#include "runtime/detail/runtime_view.hpp"
 #include "runtime/runtime.hpp"
 
 namespace swarm {
-
-/// What the runtime knows of one agent type. Constant once created.
-struct AgentTypeInfo {
-  unsigned id = 0;
-  std::string name;
-  MailboxOptions mailbox;
-  bool has_on_start = true;
-  std::size_t align = 0;
-  detail::ObjectPool* pool = nullptr;  // nullptr: plain new/delete
-  void* (*destroy)(Agent*) noexcept = nullptr;  // runs the destructor, returns the block
-  // Telemetry (disabled handles when telemetry is off).
-  metrics::Histogram handler_time;
-  metrics::Counter crashes;
-  // Drop (bit = DropReason) and refusal (bit = 8 + RefuseReason) reasons
-  // already logged for this type: each is logged once.
-  mutable std::atomic<std::uint32_t> logged{0};
-
-  /// Destroys `agent` (of this type) and frees its block.
-  void release(Agent* agent) const noexcept;
-};
 
 namespace metrics {
 class Registry;
@@ -68,9 +49,6 @@ class Telemetry;
 class TimerWheel;
 struct TimerEntry;
 struct Worker;
-
-/// Agent type ids (AgentTypeSpec::id) are below this.
-inline constexpr unsigned kMaxAgentTypes = 1024;
 
 std::string demangle(const char* mangled);
 
@@ -97,9 +75,7 @@ struct RuntimeLink {
   RuntimeCore* rt SWARM_GUARDED_BY(mu) = nullptr;
 };
 
-class RuntimeCore {
-  friend class Telemetry;
-
+class RuntimeCore final : public RuntimeView {
  public:
   /// Starts the workers, the timer thread and telemetry. Throws
   /// std::invalid_argument naming the bad field when `config` does not validate.
@@ -134,17 +110,25 @@ class RuntimeCore {
   TimerId send_periodic(AgentRef to, std::chrono::nanoseconds interval, Payload payload, std::uint32_t kind);
   bool cancel_timer(TimerId id);
   void shutdown(ShutdownPolicy policy);
-  bool stopping() const noexcept { return !accepting_.load(std::memory_order_acquire); }
+  bool stopping() const noexcept override { return !accepting_.load(std::memory_order_acquire); }
   bool wait_idle(std::chrono::milliseconds timeout) const;
-  const RuntimeConfig& config() const noexcept { return config_; }
+  const RuntimeConfig& config() const noexcept override { return config_; }
   unsigned worker_count() const noexcept { return workers_; }
-  RuntimeStats stats() const;
+  RuntimeStats stats() const override;
   std::vector<CrashRecord> recent_crashes() const;
   std::vector<std::string> unmatched_type_keys() const;
   metrics::Registry& metrics() noexcept;
   std::uint16_t admin_port() const noexcept;
   metrics::FoldedStacks logical_profile() const;
   void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
+
+  // -- RuntimeView: what telemetry reads (also config, stopping, stats above) ---
+
+  const Scheduler& scheduler() const noexcept override { return *scheduler_; }
+  const AgentTable& agents() const noexcept override { return table_; }
+  const std::string* type_name(unsigned id) const noexcept override;
+  const router::Router& router() const noexcept override { return router_; }
+  std::size_t pending_timers() const override;
 
   // -- for Agent's actions, the scheduler and supervisors ---
 

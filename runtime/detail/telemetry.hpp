@@ -30,6 +30,7 @@
 #include "metrics/flamegraph.hpp"
 #include "metrics/registry.hpp"
 #include "runtime/config.hpp"
+#include "runtime/detail/runtime_view.hpp"
 #include "runtime/message.hpp"
 
 namespace swarm {
@@ -42,9 +43,9 @@ class AdminServer;
 
 namespace swarm::detail {
 
-class RuntimeCore;
 struct Slot;
 struct Worker;
+
 
 inline std::uint64_t now_ns() noexcept {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -78,7 +79,7 @@ struct AgentScan {
 
 class Telemetry {
  public:
-  Telemetry(RuntimeCore& rt, const TelemetryConfig& config);
+  Telemetry(const RuntimeView& rt, const TelemetryConfig& config);
   ~Telemetry();
   Telemetry(const Telemetry&) = delete;
   Telemetry& operator=(const Telemetry&) = delete;
@@ -147,7 +148,7 @@ class Telemetry {
   };
 
   // -- constant after construction ---
-  RuntimeCore& rt_;
+  const RuntimeView& rt_;
   const TelemetryConfig config_;
   const bool on_;
   const std::uint32_t sample_every_;
