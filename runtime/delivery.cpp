@@ -160,8 +160,7 @@ bool RuntimeCore::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskSt
 }
 // -- running agents ---
 
-Envelope* RuntimeCore::pop(detail::AgentCore& core, bool locking) noexcept {
-  if (!locking) return static_cast<Envelope*>(core.mailbox.pop());
+Envelope* RuntimeCore::pop_locked(detail::AgentCore& core) noexcept {
   lock_pops(core);
   detail::Node* n = core.stash;
   if (n != nullptr) {

@@ -178,7 +178,12 @@ class RuntimeCore final : public RuntimeView {
   void warn_near_miss_locked(const std::string& type_name) SWARM_REQUIRES(mu_);
   void warn_unmatched_type_keys() const;
   SendResult evict_oldest_and_push(Slot& slot, std::uint64_t reserved, Envelope* e) noexcept;
-  Envelope* pop(AgentCore& core, bool locking) noexcept;
+  // The next message of `core`'s mailbox; `locking` (drop_oldest) takes the
+  // stash first, under the pop lock. Inline: activate() pops every message.
+  Envelope* pop(AgentCore& core, bool locking) noexcept {
+    return locking ? pop_locked(core) : static_cast<Envelope*>(core.mailbox.pop());
+  }
+  Envelope* pop_locked(AgentCore& core) noexcept;
   void dispatch(Agent* agent, Envelope* e) noexcept;
   void dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, Worker& worker) noexcept;
   void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
