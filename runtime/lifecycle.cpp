@@ -57,6 +57,14 @@ constexpr std::size_t kCrashLogSize = 64;
 
 // -- spawn ---
 
+// Beside RuntimeCore::spawn, which it inlines: spawn<T>'s one call.
+AgentRef detail::spawn_agent(RuntimeCore& rt, AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct,
+                             void* args) {
+  return rt.spawn(parent, spec, construct, args);
+}
+
+std::uint64_t RuntimeCore::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
+
 AgentRef RuntimeCore::spawn(AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct, void* args) {
   const AgentTypeInfo& info = type_info(spec);
   const std::uint64_t clock = spawn_clock();

@@ -104,12 +104,6 @@ RuntimeCore::~RuntimeCore() = default;
 
 // -- agent types ---
 
-const AgentTypeInfo& RuntimeCore::type_info(const AgentTypeSpec& spec) {
-  SWARM_CHECK(spec.id < kMaxAgentTypes);
-  if (AgentTypeInfo* info = types_[spec.id].load(std::memory_order_acquire)) return *info;
-  return make_type_info(spec);
-}
-
 const AgentTypeInfo& RuntimeCore::make_type_info(const AgentTypeSpec& spec) {
   const unsigned id = spec.id;
   std::string name = spec.name.empty() ? detail::demangle(spec.type->name()) : std::string(spec.name);
@@ -166,8 +160,6 @@ std::vector<std::string> RuntimeCore::unmatched_type_keys() const {
   }
   return out;
 }
-
-std::uint64_t RuntimeCore::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
 
 // -- diagnostics ---
 
@@ -227,11 +219,6 @@ std::vector<CrashRecord> RuntimeCore::recent_crashes() const {
 
 namespace detail {
 RuntimeCore& core_of(Runtime& rt) noexcept { return *rt.core_; }
-
-AgentRef spawn_agent(RuntimeCore& rt, AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct,
-                     void* args) {
-  return rt.spawn(parent, spec, construct, args);
-}
 }  // namespace detail
 
 Runtime::Runtime(RuntimeConfig config) : core_(std::make_unique<RuntimeCore>(*this, std::move(config))) {}

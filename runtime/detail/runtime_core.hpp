@@ -155,7 +155,12 @@ class RuntimeCore final : public RuntimeView {
   bool activate(Agent* agent, Worker& worker) noexcept;
 
  private:
-  const AgentTypeInfo& type_info(const AgentTypeSpec& spec);
+  // The type's record in this runtime, made at its first spawn here.
+  const AgentTypeInfo& type_info(const AgentTypeSpec& spec) {
+    SWARM_CHECK(spec.id < kMaxAgentTypes);
+    if (AgentTypeInfo* info = types_[spec.id].load(std::memory_order_acquire)) return *info;
+    return make_type_info(spec);
+  }
   const AgentTypeInfo& make_type_info(const AgentTypeSpec& spec);
   std::uint64_t spawn_clock() noexcept;
   AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock);
