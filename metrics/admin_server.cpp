@@ -104,11 +104,17 @@ void AdminServer::start() {
   }
   port_ = static_cast<std::uint16_t>(port);
   http_ = std::move(http);
-  thread_ = std::thread([s = http_.get()] { s->listen_after_bind(); });
+  thread_ = std::thread([this, s = http_.get()] {
+    s->listen_after_bind();
+    listen_returned_.store(true, std::memory_order_release);
+  });
 }
 
 void AdminServer::stop() {
   if (!http_) return;
+  // httplib's stop() does nothing until listen has started: stopping a server
+  // whose thread has not got there yet would leave the join below waiting forever.
+  while (!http_->is_running() && !listen_returned_.load(std::memory_order_acquire)) std::this_thread::yield();
   http_->stop();
   if (thread_.joinable()) thread_.join();
   http_.reset();

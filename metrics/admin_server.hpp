@@ -16,6 +16,7 @@
 //
 // Thread-safe after start(); add_* must be called before start().
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -96,6 +97,7 @@ class AdminServer {
   LogicalProfile logical_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
 };
 
 }  // namespace swarm::metrics

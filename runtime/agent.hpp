@@ -34,6 +34,10 @@ namespace swarm {
 class Runtime;
 struct AgentTypeInfo;
 
+namespace detail {
+class RuntimeCore;
+}  // namespace detail
+
 /// How an agent ended. Values equal their metric label.
 enum class ExitKind : std::uint8_t {
   normal,    // stop() without a reason, or returned from its job
@@ -98,7 +102,7 @@ struct AgentExtras {
 // Runtime-owned fields of every agent.
 struct AgentCore {
   MpscQueue mailbox;
-  Runtime* runtime = nullptr;
+  RuntimeCore* rt = nullptr;  // its runtime
   const AgentTypeInfo* type = nullptr;
   AgentRef self;
   AgentRef parent;             // the supervisor told of this agent's exit
@@ -123,7 +127,7 @@ class Agent {
 
   AgentRef self() const noexcept { return core_.self; }
   AgentRef parent() const noexcept { return core_.parent; }
-  Runtime& runtime() const noexcept { return *core_.runtime; }
+  Runtime& runtime() const noexcept;
   std::string_view type_name() const noexcept;
 
   // -- handlers: run on a worker, one at a time for a given agent ---
@@ -250,7 +254,7 @@ class Agent {
   void mark_dirty() noexcept { core_.dirty = true; }
 
  private:
-  friend class Runtime;
+  friend class detail::RuntimeCore;
   detail::AgentCore core_;
 };
 

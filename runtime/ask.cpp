@@ -1,6 +1,6 @@
 // Request/reply: Agent::ask and Agent::request (callbacks on the asking
-// agent), Runtime::ask and Runtime::request (futures for callers outside the
-// agents), Runtime::wait_for_room, and where a message to another node goes.
+// agent), RuntimeCore::ask and RuntimeCore::request (futures for callers outside the
+// agents), RuntimeCore::wait_for_room, and where a message to another node goes.
 //
 // A caller is an AgentRef on AgentRef::kCallerNode whose index is its waiter
 // id: replies, ask timeouts and room notices addressed to it go through
@@ -8,12 +8,14 @@
 
 #include <stdexcept>
 
+#include "runtime/detail/runtime_core.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/telemetry.hpp"
 #include "runtime/detail/timer_wheel.hpp"
-#include "runtime/runtime.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 using detail::Envelope;
 
@@ -33,7 +35,7 @@ AskStatus ask_status(SendResult r) {
 
 }  // namespace
 
-AskStatus Runtime::request_status(const router::PublishResult& r) noexcept {
+AskStatus RuntimeCore::request_status(const router::PublishResult& r) noexcept {
   return r.no_subscriber ? AskStatus::no_responder : r.mailbox_full != 0 ? AskStatus::mailbox_full : AskStatus::dead_agent;
 }
 
@@ -41,10 +43,10 @@ AskStatus Runtime::request_status(const router::PublishResult& r) noexcept {
 
 void Agent::ask(AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
                 AskCallback done) {
-  core_.runtime->ask_from(*this, to, std::move(payload), kind, timeout, std::move(done));
+  core_.rt->ask_from(*this, to, std::move(payload), kind, timeout, std::move(done));
 }
 
-void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind,
+void RuntimeCore::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind,
                        std::chrono::nanoseconds timeout, AskCallback done) {
   detail::AgentCore& core = agent.core_;
   const std::uint64_t id = ++core.next_request_id;
@@ -62,7 +64,7 @@ void Runtime::ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t
   await_reply(core, id, timeout, std::move(done));
 }
 
-void Runtime::request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
+void RuntimeCore::request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
                            std::chrono::nanoseconds timeout, AskCallback done) {
   detail::AgentCore& core = agent.core_;
   const std::uint64_t id = ++core.next_request_id;
@@ -76,7 +78,7 @@ void Runtime::request_from(Agent& agent, router::TopicId topic, Payload payload,
 
 // The reply (or the timeout) is handled by this same agent later, so
 // registering after the request went out cannot miss it.
-void Runtime::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout,
+void RuntimeCore::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout,
                           AskCallback done) {
   detail::TimerEntry t;
   t.target = core.self;
@@ -90,10 +92,10 @@ void Runtime::await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono
 
 void Agent::request(router::TopicId topic, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
                     AskCallback done) {
-  core_.runtime->request_from(*this, topic, std::move(payload), kind, timeout, std::move(done));
+  core_.rt->request_from(*this, topic, std::move(payload), kind, timeout, std::move(done));
 }
 
-void Runtime::complete_ask(Agent* agent, Message& msg) {
+void RuntimeCore::complete_ask(Agent* agent, Message& msg) {
   detail::AgentCore& core = agent->core_;
   if (!core.extras) return;
   auto it = core.extras->asks.find(msg.correlation_id);
@@ -119,7 +121,7 @@ void Runtime::complete_ask(Agent* agent, Message& msg) {
 // -- callers outside the agents ---
 
 
-std::pair<AgentRef, std::future<Reply>> Runtime::add_caller() {
+std::pair<AgentRef, std::future<Reply>> RuntimeCore::add_caller() {
   MutexLock lock(callers_mu_);
   // Ids start at 1 and wrap within 32 bits; a live id is never reused.
   std::uint64_t id;
@@ -130,7 +132,7 @@ std::pair<AgentRef, std::future<Reply>> Runtime::add_caller() {
   return {AgentRef{static_cast<std::uint32_t>(id), 1, AgentRef::kCallerNode}, c.reply.get_future()};
 }
 
-void Runtime::arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeout) {
+void RuntimeCore::arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeout) {
   detail::TimerEntry t;
   t.target = caller;
   t.system = SystemKind::ask_timeout;
@@ -143,7 +145,7 @@ void Runtime::arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeo
   }
 }
 
-void Runtime::complete_caller(std::uint64_t id, AskStatus status, Message* reply) noexcept {
+void RuntimeCore::complete_caller(std::uint64_t id, AskStatus status, Message* reply) noexcept {
   Caller c;
   {
     MutexLock lock(callers_mu_);
@@ -162,7 +164,7 @@ void Runtime::complete_caller(std::uint64_t id, AskStatus status, Message* reply
   c.reply.set_value(std::move(r));
 }
 
-SendResult Runtime::deliver_off_node(AgentRef to, Envelope* e) noexcept {
+SendResult RuntimeCore::deliver_off_node(AgentRef to, Envelope* e) noexcept {
   if (to.node != AgentRef::kCallerNode) {  // another process or machine: no transport attached yet
     detail::free_envelope(e);
     return SendResult::unreachable;
@@ -182,7 +184,7 @@ SendResult Runtime::deliver_off_node(AgentRef to, Envelope* e) noexcept {
   return SendResult::ok;
 }
 
-std::future<Reply> Runtime::ask(AgentRef to, Payload payload, std::chrono::nanoseconds timeout, std::uint32_t kind) {
+std::future<Reply> RuntimeCore::ask(AgentRef to, Payload payload, std::chrono::nanoseconds timeout, std::uint32_t kind) {
   auto [caller, future] = add_caller();
   if (!accepting_.load(std::memory_order_acquire)) {
     count_refusal(SendResult::shutting_down, to);
@@ -203,7 +205,7 @@ std::future<Reply> Runtime::ask(AgentRef to, Payload payload, std::chrono::nanos
   return std::move(future);
 }
 
-std::future<Reply> Runtime::request(std::string_view topic, Payload payload, std::chrono::nanoseconds timeout,
+std::future<Reply> RuntimeCore::request(std::string_view topic, Payload payload, std::chrono::nanoseconds timeout,
                                     std::uint32_t kind) {
   auto id = router_.intern(topic);
   if (!id) throw std::invalid_argument(id.error());
@@ -221,7 +223,7 @@ std::future<Reply> Runtime::request(std::string_view topic, Payload payload, std
   return std::move(future);
 }
 
-bool Runtime::wait_for_room(AgentRef to, std::chrono::milliseconds timeout) {
+bool RuntimeCore::wait_for_room(AgentRef to, std::chrono::milliseconds timeout) {
   if (detail::Scheduler::current() != nullptr) return false;  // a worker never blocks
   auto [caller, future] = add_caller();
   add_room_waiter(to, caller);

@@ -5,9 +5,11 @@
 
 #include <cstdio>
 
-#include "runtime/runtime.hpp"
+#include "runtime/detail/runtime_core.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 std::string_view to_string(RefuseReason r) {
   switch (r) {
@@ -37,7 +39,7 @@ constexpr unsigned kRefusalBit = 8;  // AgentTypeInfo::logged: drops in bits 0..
 std::atomic<std::uint32_t> g_logged_untyped{0};  // reasons logged for receivers of no known type
 }  // namespace
 
-DropReason Runtime::drop_reason(SendResult r) noexcept {
+DropReason RuntimeCore::drop_reason(SendResult r) noexcept {
   switch (r) {
     case SendResult::mailbox_full:
     case SendResult::dropped: return DropReason::mailbox_full;
@@ -50,12 +52,12 @@ DropReason Runtime::drop_reason(SendResult r) noexcept {
   return DropReason::dead_agent;
 }
 
-void Runtime::count_drop(DropReason r, AgentRef to) noexcept {
+void RuntimeCore::count_drop(DropReason r, AgentRef to) noexcept {
   drops_[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed);
   log_first(static_cast<unsigned>(r), to, "dropped");
 }
 
-void Runtime::count_refusal(SendResult r, AgentRef to) noexcept {
+void RuntimeCore::count_refusal(SendResult r, AgentRef to) noexcept {
   const auto reason = refuse_reason(r);
   if (!reason) return;
   refusals_[static_cast<int>(*reason)].fetch_add(1, std::memory_order_relaxed);
@@ -63,7 +65,7 @@ void Runtime::count_refusal(SendResult r, AgentRef to) noexcept {
 }
 
 // Off the hot path: only messages that were not delivered come here.
-void Runtime::log_first(unsigned bit, AgentRef to, std::string_view what) noexcept {
+void RuntimeCore::log_first(unsigned bit, AgentRef to, std::string_view what) noexcept {
   const AgentTypeInfo* type = nullptr;
   if (to.valid() && to.local()) {
     if (const detail::Slot* slot = table_.find(to.index)) {
@@ -98,11 +100,11 @@ void Runtime::log_first(unsigned bit, AgentRef to, std::string_view what) noexce
 
 // -- flow control ---
 
-void Agent::notify_when_room(AgentRef to) { core_.runtime->add_room_waiter(to, core_.self); }
+void Agent::notify_when_room(AgentRef to) { core_.rt->add_room_waiter(to, core_.self); }
 
 // Flag, then check (both seq_cst), against activate()'s subtract, then check
 // the flag: either the receiver sees the waiter, or the waiter sees the room.
-void Runtime::add_room_waiter(AgentRef receiver, AgentRef waiter) {
+void RuntimeCore::add_room_waiter(AgentRef receiver, AgentRef waiter) {
   detail::Slot* slot = receiver.local() && receiver.valid() ? table_.find(receiver.index) : nullptr;
   if (slot == nullptr) {
     deliver_system(waiter, SystemKind::room, receiver);  // gone or elsewhere: the next send says so
@@ -118,7 +120,7 @@ void Runtime::add_room_waiter(AgentRef receiver, AgentRef waiter) {
   if (gone || detail::ctl::count(c) < slot->capacity.load(std::memory_order_relaxed)) tell_room(receiver);
 }
 
-void Runtime::tell_room(AgentRef receiver) noexcept {
+void RuntimeCore::tell_room(AgentRef receiver) noexcept {
   std::vector<AgentRef> waiters;
   {
     MutexLock lock(room_mu_);

@@ -1,9 +1,11 @@
 // Registered names: an agent found by a stable name rather than its ref.
 // Names are released when their agent exits.
 
-#include "runtime/runtime.hpp"
+#include "runtime/detail/runtime_core.hpp"
 
 namespace swarm {
+
+using detail::RuntimeCore;
 
 namespace {
 constexpr std::size_t kMaxNameBytes = 255;
@@ -26,13 +28,13 @@ Result<void> check_name(std::string_view name) {
 }  // namespace
 
 Result<void> Agent::register_name(std::string_view name) {
-  if (auto r = core_.runtime->register_name(core_.self, name); !r) return r;
+  if (auto r = core_.rt->register_name(core_.self, name); !r) return r;
   if (!core_.extras) core_.extras = std::make_unique<detail::AgentExtras>();
   core_.extras->names.emplace_back(name);
   return {};
 }
 
-Result<void> Runtime::register_name(AgentRef agent, std::string_view name) {
+Result<void> RuntimeCore::register_name(AgentRef agent, std::string_view name) {
   if (auto r = check_name(name); !r) return r;
   if (!alive(agent)) return unexpected("runtime: register_name \"" + std::string(name) + "\": agent " + to_string(agent) + " is gone");
   MutexLock lock(names_mu_);
@@ -49,7 +51,7 @@ Result<void> Runtime::register_name(AgentRef agent, std::string_view name) {
   return {};
 }
 
-bool Runtime::unregister_name(std::string_view name) {
+bool RuntimeCore::unregister_name(std::string_view name) {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);
   if (it == names_.end()) return false;
@@ -57,13 +59,13 @@ bool Runtime::unregister_name(std::string_view name) {
   return true;
 }
 
-AgentRef Runtime::whereis(std::string_view name) const {
+AgentRef RuntimeCore::whereis(std::string_view name) const {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);
   return it == names_.end() || !alive(it->second) ? AgentRef{} : it->second;
 }
 
-void Runtime::release_names(AgentRef agent, const std::vector<std::string>& names) noexcept {
+void RuntimeCore::release_names(AgentRef agent, const std::vector<std::string>& names) noexcept {
   MutexLock lock(names_mu_);
   for (const std::string& n : names) {
     auto it = names_.find(n);

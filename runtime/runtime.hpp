@@ -14,28 +14,22 @@
 // Thread-safe: every public member may be called from any thread.
 
 #include <array>
-#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
-#include <map>
 #include <future>
-#include <unordered_map>
 #include <memory>
 #include <new>
 #include <string>
+#include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <vector>
 
-#include "base/mutex.hpp"
 #include "metrics/flamegraph.hpp"
-#include "metrics/instruments.hpp"
 #include "router/router.hpp"
 #include "runtime/agent.hpp"
 #include "runtime/config.hpp"
-#include "runtime/detail/agent_table.hpp"
-#include "runtime/detail/envelope_pool.hpp"
-#include "runtime/detail/object_pool.hpp"
 
 namespace swarm {
 
@@ -44,38 +38,10 @@ class Registry;
 }
 
 namespace detail {
-struct RuntimeLink;
-/// Spawns on this thread while one is alive are journaled as `restarted`
-/// (the supervisor restarting a child).
-struct RestartScope {
-  RestartScope() noexcept;
-  ~RestartScope();
-  RestartScope(const RestartScope&) = delete;
-  RestartScope& operator=(const RestartScope&) = delete;
-};
-extern thread_local bool t_restarting;
-class Scheduler;
-class Telemetry;
-class TimerWheel;
-struct Worker;
-struct TimerEntry;
+class RuntimeCore;  // runtime/detail/runtime_core.hpp: the state behind a Runtime
+/// The core of `rt`, for the runtime's own files (supervisor.cpp, ...).
+RuntimeCore& core_of(Runtime& rt) noexcept;
 }  // namespace detail
-
-/// What the runtime knows of one agent type. Constant once created.
-struct AgentTypeInfo {
-  unsigned id = 0;
-  std::string name;
-  MailboxOptions mailbox;
-  bool has_on_start = true;
-  detail::ObjectPool* pool = nullptr;  // nullptr: plain new/delete
-  void (*destroy)(Agent*, const AgentTypeInfo&) = nullptr;
-  // Telemetry (disabled handles when telemetry is off).
-  metrics::Histogram handler_time;
-  metrics::Counter crashes;
-  // Drop (bit = DropReason) and refusal (bit = 8 + RefuseReason) reasons
-  // already logged for this type: each is logged once.
-  mutable std::atomic<std::uint32_t> logged{0};
-};
 
 /// A crash as recorded for diagnostics.
 struct CrashRecord {
@@ -110,10 +76,65 @@ struct Reply {
   bool ok() const noexcept { return status == AskStatus::ok; }
 };
 
-class Runtime {
-  friend class Agent;
-  friend class detail::Telemetry;
+// -- spawning, behind Runtime::spawn<T> and Agent::spawn<T> ---
 
+namespace detail {
+unsigned next_type_id();
+
+/// What spawn<T> tells the runtime of T: one per type, made at its first spawn.
+struct AgentTypeSpec {
+  unsigned id = 0;  // process-wide
+  std::size_t size = 0;
+  std::size_t align = 0;
+  bool has_on_start = true;  // false when T keeps Agent::on_start: spawning skips it
+  std::string_view name;     // T::kTypeName, or empty: the demangled name of `type`
+  const std::type_info* type = nullptr;
+  /// Runs T's destructor; returns the block the agent was built in.
+  void* (*destroy)(Agent* agent) noexcept = nullptr;
+};
+
+template <class T>
+const AgentTypeSpec& type_spec() {
+  static const AgentTypeSpec spec = [] {
+    AgentTypeSpec s;
+    s.id = next_type_id();
+    s.size = sizeof(T);
+    s.align = alignof(T);
+    if constexpr (requires { &T::on_start; }) {
+      s.has_on_start = !std::is_same_v<decltype(&T::on_start), void (Agent::*)()>;
+    }
+    if constexpr (requires { T::kTypeName; }) s.name = std::string_view(T::kTypeName);
+    s.type = &typeid(T);
+    s.destroy = [](Agent* agent) noexcept -> void* {
+      T* t = static_cast<T*>(agent);
+      t->~T();
+      return t;
+    };
+    return s;
+  }();
+  return spec;
+}
+
+/// Builds an agent in `mem` (spec.size bytes, spec.align aligned) from `args`.
+using ConstructAgent = Agent* (*)(void* mem, void* args);
+/// Allocates a block for the type, calls `construct` in it and registers the
+/// agent under `parent`. Rethrows what the constructor throws (the block is
+/// freed); throws std::length_error when the agent table is full.
+AgentRef spawn_agent(RuntimeCore& rt, AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct,
+                     void* args);
+
+template <class T, class... Args>
+AgentRef spawn_agent(RuntimeCore& rt, AgentRef parent, Args&&... args) {
+  static_assert(std::is_base_of_v<Agent, T>, "spawn<T>: T must derive from swarm::Agent");
+  auto construct = [&](void* mem) -> Agent* { return new (mem) T(std::forward<Args>(args)...); };
+  using Construct = decltype(construct);
+  return spawn_agent(
+      rt, parent, type_spec<T>(),
+      [](void* mem, void* c) -> Agent* { return (*static_cast<Construct*>(c))(mem); }, &construct);
+}
+}  // namespace detail
+
+class Runtime {
  public:
   /// Starts the workers and the timer thread. Throws std::invalid_argument
   /// naming the bad field when `config` does not validate.
@@ -129,7 +150,7 @@ class Runtime {
   /// throws, or std::length_error when the agent table is full.
   template <class T, class... Args>
   AgentRef spawn(Args&&... args) {
-    return spawn_with_parent<T>(AgentRef{}, std::forward<Args>(args)...);
+    return detail::spawn_agent<T>(*core_.get(), AgentRef{}, std::forward<Args>(args)...);
   }
 
   /// Asks an agent to stop (it exits with reason shutdown after the messages
@@ -194,13 +215,13 @@ class Runtime {
   // -- topics (see router/) ---
 
   /// The topic router: intern topics, stats, subscriptions of non-agents.
-  router::Router& router() noexcept { return router_; }
+  router::Router& router() noexcept;
   /// Subscribes `agent` to `pattern` (wildcards allowed), optionally in a queue
   /// group. Removed when the agent exits. Errors: a bad pattern (the message
   /// says what and where) or an agent that is gone.
   Result<router::SubscriptionId> subscribe(AgentRef agent, std::string_view pattern,
                                            std::string_view queue_group = {});
-  bool unsubscribe(router::SubscriptionId id) { return router_.unsubscribe(id); }
+  bool unsubscribe(router::SubscriptionId id);
   /// Publishes to every subscriber (one per queue group). Messages nobody took
   /// are counted (no_subscriber, mailbox_full, dead_agent).
   router::PublishResult publish(router::TopicId topic, const Payload& payload, std::uint32_t kind = 0) noexcept;
@@ -216,15 +237,15 @@ class Runtime {
   /// stops every agent (supervisors stop their children in order), waits up to
   /// shutdown_timeout, kills what is left, and joins every thread. Idempotent.
   void shutdown(ShutdownPolicy policy = ShutdownPolicy::drain);
-  bool stopping() const noexcept { return !accepting_.load(std::memory_order_acquire); }
+  bool stopping() const noexcept;
 
   /// Waits until no agent has a message to handle. False on timeout.
   bool wait_idle(std::chrono::milliseconds timeout = std::chrono::milliseconds(30000)) const;
 
   // -- diagnostics ---
 
-  const RuntimeConfig& config() const noexcept { return config_; }
-  unsigned worker_count() const noexcept { return workers_; }
+  const RuntimeConfig& config() const noexcept;
+  unsigned worker_count() const noexcept;
   RuntimeStats stats() const;
   std::vector<CrashRecord> recent_crashes() const;
   /// RuntimeConfig::mailbox_by_type keys that match no agent type spawned so
@@ -240,206 +261,21 @@ class Runtime {
   /// Handler time since start by "supervisor path;agent type;topic", in ns
   /// (sampled 1 in telemetry.sample_every, scaled up).
   metrics::FoldedStacks logical_profile() const;
-  void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
-
-  // -- internal: used by Agent and the scheduler ---
-
-  /// Takes ownership of `e` and queues it for `to`; never throws.
-  SendResult deliver(AgentRef to, detail::Envelope* e) noexcept;
-  /// Queues a runtime message that bypasses the mailbox bound.
-  bool deliver_system(AgentRef to, SystemKind kind, AgentRef sender = {}, Payload payload = {},
-                      std::uint32_t tag = 0) noexcept;
-  TimerId add_timer(detail::TimerEntry entry, std::chrono::nanoseconds delay);
-  /// REQUIRES: called from `agent`'s own handler.
-  void ask_from(Agent& agent, AgentRef to, Payload payload, std::uint32_t kind, std::chrono::nanoseconds timeout,
-                AskCallback done);
-  template <class T, class... Args>
-  AgentRef spawn_with_parent(AgentRef parent, Args&&... args);
-  /// Runs one activation of `agent`; true if it still has messages (yield it).
-  bool activate(Agent* agent, detail::Worker& worker) noexcept;
-  /// Spawn timing: a clock reading for 1 in sample_every spawns, else 0.
-  std::uint64_t spawn_clock() noexcept;
+  /// Counts a restart in stats().restarts (supervisors call it).
+  void note_restart() noexcept;
 
  private:
-  static constexpr unsigned kMaxTypes = 1024;
+  friend detail::RuntimeCore& detail::core_of(Runtime& rt) noexcept;
 
-  template <class T>
-  const AgentTypeInfo& type_info();
-  const AgentTypeInfo& make_type_info(unsigned id, std::string name, bool has_on_start, std::size_t size,
-                                      std::size_t align, void (*destroy)(Agent*, const AgentTypeInfo&),
-                                      detail::ObjectPool* pool);
-  AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock);
-  // Counting what was not delivered: `to` names the receiver when known (its
-  // type is logged once per reason: the setting to change).
-  void count_drop(DropReason r, AgentRef to) noexcept;
-  void count_refusal(SendResult r, AgentRef to) noexcept;
-  void log_first(unsigned bit, AgentRef to, std::string_view what) noexcept;
-  static DropReason drop_reason(SendResult r) noexcept;
-  static AskStatus request_status(const router::PublishResult& r) noexcept;
-  SendResult send_envelope(AgentRef to, detail::Envelope* e) noexcept;
-  bool deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept;
-  // Callers outside the agents (Runtime::ask, request, wait_for_room).
-  SendResult deliver_off_node(AgentRef to, detail::Envelope* e) noexcept;
-  std::pair<AgentRef, std::future<Reply>> add_caller();
-  void complete_caller(std::uint64_t id, AskStatus status, Message* reply) noexcept;
-  void arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeout);
-  // Flow control and names.
-  void add_room_waiter(AgentRef receiver, AgentRef waiter);
-  void tell_room(AgentRef receiver) noexcept;
-  void release_names(AgentRef agent, const std::vector<std::string>& names) noexcept;
-  void warn_near_miss_locked(const std::string& type_name) SWARM_REQUIRES(mu_);
-  void warn_unmatched_type_keys() const;
-  SendResult evict_oldest_and_push(detail::Slot& slot, std::uint64_t reserved, detail::Envelope* e) noexcept;
-  detail::Envelope* pop(detail::AgentCore& core, bool locking) noexcept;
-  void dispatch(Agent* agent, detail::Envelope* e) noexcept;
-  void dispatch_sampled(Agent* agent, detail::Envelope* e, detail::Slot& slot, detail::Worker& worker) noexcept;
-  void begin_exit(Agent* agent, ExitReason reason) noexcept;
-  void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
-  void complete_ask(Agent* agent, Message& msg);
-  bool fire_timer(const detail::TimerEntry& t) noexcept;
-  router::PublishResult publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
-                                     std::uint32_t kind, std::uint64_t correlation_id) noexcept;
-  void request_from(Agent& agent, router::TopicId topic, Payload payload, std::uint32_t kind,
-                    std::chrono::nanoseconds timeout, AskCallback done);
-  void await_reply(detail::AgentCore& core, std::uint64_t id, std::chrono::nanoseconds timeout, AskCallback done);
-  void unsubscribe_exited(AgentRef agent) noexcept;
-  void drop_undelivered(detail::Envelope* e, DropReason reason, AgentRef receiver) noexcept;
-  void record(LifecycleEvent::Kind kind, AgentRef agent, std::string_view type, std::string_view detail,
-              std::string_view payload = {}) noexcept;
-  // Persistence (Agent::persist_as).
-  void load_state(AgentRef agent, std::string key);
-  void hold(Agent* agent, detail::Envelope* e) noexcept;
-  void finish_restore(Agent* agent, Message& m);
-  void save_state(Agent* agent) noexcept;
-  void flush_storage();
-
-  // Delivers published messages to agents' mailboxes; addresses are AgentRef bits.
-  class AgentEndpoint final : public router::Endpoint {
-   public:
-    explicit AgentEndpoint(Runtime& rt) : rt_(rt) {}
-    router::DeliverStatus deliver(const router::Delivery& d) noexcept override;
-    std::size_t depth(std::uint64_t address) const noexcept override;
-
-   private:
-    Runtime& rt_;
-  };
-  // Takes messages published on RuntimeConfig::audit_topics to the lifecycle sink.
-  class AuditEndpoint final : public router::Endpoint {
-   public:
-    explicit AuditEndpoint(Runtime& rt) : rt_(rt) {}
-    router::DeliverStatus deliver(const router::Delivery& d) noexcept override;
-
-   private:
-    Runtime& rt_;
-  };
-  bool wait_for(std::chrono::milliseconds timeout, const std::function<bool()>& done) const;
-
-  // -- constant after construction ---
-  const RuntimeConfig config_;
-  const unsigned workers_;
-
-  // -- own synchronization ---
-  detail::AgentTable table_;
-  std::atomic<bool> accepting_{true};
-  std::atomic<bool> shut_down_{false};
-  std::atomic<std::uint64_t> spawned_{0}, exited_{0}, crashed_{0}, restarts_{0}, live_{0};
-  std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
-  std::array<std::atomic<std::uint64_t>, kRefuseReasonCount> refusals_{};
-  std::array<std::atomic<AgentTypeInfo*>, kMaxTypes> types_{};
-
-  mutable Mutex mu_;  // types_ creation and the crash log
-  std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
-  std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
-
-  mutable Mutex names_mu_;
-  std::map<std::string, AgentRef, std::less<>> names_ SWARM_GUARDED_BY(names_mu_);
-
-  // Callers outside the agents waiting for a reply or for room, by id.
-  struct Caller {
-    std::promise<Reply> reply;
-    TimerId timer = 0;
-  };
-  Mutex callers_mu_;
-  std::unordered_map<std::uint64_t, Caller> callers_ SWARM_GUARDED_BY(callers_mu_);
-  std::uint64_t next_caller_ SWARM_GUARDED_BY(callers_mu_) = 0;
-
-  // Senders to tell when a receiver (by table index) has room; see Slot::room_waiters.
-  Mutex room_mu_;
-  std::unordered_map<std::uint32_t, std::vector<AgentRef>> room_waiters_ SWARM_GUARDED_BY(room_mu_);
-
-  AgentEndpoint endpoint_{*this};
-  AuditEndpoint audit_endpoint_{*this};
-  std::shared_ptr<detail::RuntimeLink> link_;  // for storage callbacks; cleared at shutdown
-  router::Router router_;
-
-  std::unique_ptr<detail::Telemetry> telemetry_;
-  std::unique_ptr<detail::TimerWheel> timers_;
-  std::unique_ptr<detail::Scheduler> scheduler_;  // last: its threads use everything above
+  // Everything behind the API: agents, mailboxes, workers, timers, telemetry.
+  std::unique_ptr<detail::RuntimeCore> core_;
 };
 
 // -- templates ---
 
-namespace detail {
-unsigned next_type_id();
-template <class T>
-unsigned type_id() {
-  static const unsigned id = next_type_id();
-  return id;
-}
-std::string demangle(const char* mangled);
-}  // namespace detail
-
-template <class T>
-const AgentTypeInfo& Runtime::type_info() {
-  const unsigned id = detail::type_id<T>();
-  SWARM_CHECK(id < kMaxTypes);
-  if (AgentTypeInfo* info = types_[id].load(std::memory_order_acquire)) return *info;
-  std::string name;
-  if constexpr (requires { T::kTypeName; }) {
-    name = std::string(T::kTypeName);
-  } else {
-    name = detail::demangle(typeid(T).name());
-  }
-  bool has_on_start = true;
-  if constexpr (requires { &T::on_start; }) {
-    has_on_start = !std::is_same_v<decltype(&T::on_start), void (Agent::*)()>;
-  }
-  auto destroy = [](Agent* a, const AgentTypeInfo& info) {
-    T* t = static_cast<T*>(a);
-    t->~T();
-    if (info.pool != nullptr) {
-      info.pool->deallocate(t);
-    } else {
-      ::operator delete(static_cast<void*>(t), std::align_val_t(alignof(T)));
-    }
-  };
-  detail::ObjectPool* pool = config_.pooling ? &detail::pool_for<T>() : nullptr;
-  return make_type_info(id, std::move(name), has_on_start, sizeof(T), alignof(T), destroy, pool);
-}
-
-template <class T, class... Args>
-AgentRef Runtime::spawn_with_parent(AgentRef parent, Args&&... args) {
-  static_assert(std::is_base_of_v<Agent, T>, "spawn<T>: T must derive from swarm::Agent");
-  const AgentTypeInfo& info = type_info<T>();
-  const std::uint64_t clock = spawn_clock();
-  void* mem = info.pool != nullptr ? info.pool->allocate() : ::operator new(sizeof(T), std::align_val_t(alignof(T)));
-  T* agent;
-  try {
-    agent = new (mem) T(std::forward<Args>(args)...);
-  } catch (...) {
-    if (info.pool != nullptr) {
-      info.pool->deallocate(mem);
-    } else {
-      ::operator delete(mem, std::align_val_t(alignof(T)));
-    }
-    throw;
-  }
-  return attach(agent, info, parent, clock);
-}
-
 template <class T, class... Args>
 AgentRef Agent::spawn(Args&&... args) {
-  return runtime().spawn_with_parent<T>(core_.supervises ? core_.self : AgentRef{}, std::forward<Args>(args)...);
+  return detail::spawn_agent<T>(*core_.rt, core_.supervises ? core_.self : AgentRef{}, std::forward<Args>(args)...);
 }
 
 }  // namespace swarm

@@ -260,7 +260,11 @@ TEST(Runtime, KillStopsAnAgentBeforeItsQueuedMessages) {
   release = true;
   ASSERT_TRUE(eventually([&] { return !rt.alive(b); }));
   EXPECT_EQ(handled, 1);  // only the one already running
-  EXPECT_EQ(rt.stats().dropped[static_cast<int>(DropReason::dead_agent)], 4u);
+  // alive() turns false when the exit closes the slot, before the exit drains
+  // the queue and counts each message: wait for the count.
+  const auto dead = [&] { return rt.stats().dropped[static_cast<int>(DropReason::dead_agent)]; };
+  EXPECT_TRUE(eventually([&] { return dead() >= 4u; }));
+  EXPECT_EQ(dead(), 4u);
   EXPECT_FALSE(rt.kill(b));
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "runtime/detail/runtime_core.hpp"
 #include "runtime/detail/timer_wheel.hpp"
 
 namespace swarm {
@@ -82,7 +83,7 @@ Supervisor::~Supervisor() {
 }
 
 bool Supervisor::start_child(Runtime& rt, AgentRef supervisor, Payload args) {
-  return rt.deliver_system(supervisor, SystemKind::control, {}, std::move(args), kStartChild);  // kind = the command
+  return detail::core_of(rt).deliver_system(supervisor, SystemKind::control, {}, std::move(args), kStartChild);  // kind = the command
 }
 
 std::vector<ChildInfo> Supervisor::children() const {
@@ -287,7 +288,7 @@ void Supervisor::advance_job() {
     t.system = SystemKind::control;
     t.kind = kStopTimeout;
     t.payload = Payload::of(ref);
-    job_->timer = runtime().add_timer(std::move(t), timeout);
+    job_->timer = detail::core_of(runtime()).add_timer(std::move(t), timeout);
     return;  // wait for its exit or the timeout
   }
   finish_job();

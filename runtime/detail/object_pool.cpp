@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <memory>
 #include <new>
 
 namespace swarm::detail {
@@ -97,6 +99,15 @@ void ObjectPool::give_chain(Chain chain) noexcept {
   chain.head->next_chain = shared_;
   chain.head->chain_count = chain.count;
   shared_ = chain.head;
+}
+
+ObjectPool& pool_for_type(unsigned type_id, std::size_t size, std::size_t align) {
+  static Mutex mu;
+  static std::map<unsigned, std::unique_ptr<ObjectPool>> pools;  // guarded by mu
+  MutexLock lock(mu);
+  std::unique_ptr<ObjectPool>& pool = pools[type_id];
+  if (!pool) pool = std::make_unique<ObjectPool>(size, align);
+  return *pool;
 }
 
 }  // namespace swarm::detail

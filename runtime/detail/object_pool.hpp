@@ -64,11 +64,9 @@ class ObjectPool {
   std::vector<void*> slabs_ SWARM_GUARDED_BY(mu_);
 };
 
-/// The pool for blocks of this size and alignment (one per agent type).
-template <class T>
-ObjectPool& pool_for() {
-  static ObjectPool pool(sizeof(T), alignof(T));
-  return pool;
-}
+/// The pool of an agent type (AgentTypeSpec::id), made at the first call with
+/// blocks of `size` bytes aligned to `align`. Pools live as long as the
+/// process and are shared by every runtime in it. Thread-safe.
+ObjectPool& pool_for_type(unsigned type_id, std::size_t size, std::size_t align);
 
 }  // namespace swarm::detail

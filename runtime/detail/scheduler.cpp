@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "runtime/runtime.hpp"
+#include "runtime/detail/runtime_core.hpp"
 
 namespace swarm::detail {
 namespace {
@@ -97,7 +97,7 @@ void wake(Worker& w) noexcept {
 
 Worker* Scheduler::current() noexcept { return tls_worker; }
 
-Scheduler::Scheduler(Runtime& runtime, unsigned workers) : runtime_(runtime), asymmetric_(register_membarrier()) {
+Scheduler::Scheduler(RuntimeCore& runtime, unsigned workers) : runtime_(runtime), asymmetric_(register_membarrier()) {
   workers_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();

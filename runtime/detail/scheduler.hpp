@@ -50,11 +50,11 @@
 
 namespace swarm {
 class Agent;
-class Runtime;
 }  // namespace swarm
 
 namespace swarm::detail {
 
+class RuntimeCore;
 class Scheduler;
 
 /// Per-worker counters: written by the worker alone, read by anyone.
@@ -103,7 +103,7 @@ struct alignas(64) Worker {
 
 class Scheduler {
  public:
-  Scheduler(Runtime& runtime, unsigned workers);
+  Scheduler(RuntimeCore& runtime, unsigned workers);
   ~Scheduler();  // stops and joins
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -150,7 +150,7 @@ class Scheduler {
   void resign_watch(Worker& w) noexcept;
   Worker* stale_next(Worker& w, Agent*& agent) noexcept;
 
-  Runtime& runtime_;
+  RuntimeCore& runtime_;
   std::vector<std::unique_ptr<Worker>> workers_;  // constant after construction
   bool asymmetric_ = false;  // membarrier(2) available; constant after construction
   std::atomic<bool> stopping_{false};

@@ -9,6 +9,8 @@
 #include "metrics/admin_server.hpp"
 #include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/timer_wheel.hpp"
+#include "runtime/detail/agent_table.hpp"
+#include "runtime/detail/agent_type.hpp"
 #include "runtime/runtime.hpp"
 
 namespace swarm::detail {
@@ -41,14 +43,14 @@ constexpr const char* kStates[] = {"idle", "queued", "running"};
 
 // -- construction ---
 
-Telemetry::Telemetry(Runtime& rt, const TelemetryConfig& config)
+Telemetry::Telemetry(const RuntimeView& rt, const TelemetryConfig& config)
     : rt_(rt),
       config_(config),
       on_(config.enabled),
       sample_every_(config.sample_every),
       started_ns_(now_ns()),
       registry_({.max_series = config.max_series}),
-      logical_(new LogicalShard[rt.worker_count()]) {
+      logical_(new LogicalShard[rt.config().workers]) {
   paths_.emplace_back(0, 0);  // path 0: the root (no supervisor)
   if (!on_) return;
   queueing_delay_ = registry_.histogram("swarm_queueing_delay_seconds",
@@ -185,11 +187,11 @@ bool Telemetry::LogicalShard::add(std::uint64_t key, std::uint64_t ns) noexcept 
 
 AgentScan Telemetry::scan(std::size_t top) const {
   AgentScan out;
-  out.by_type.resize(Runtime::kMaxTypes);
+  out.by_type.resize(kMaxAgentTypes);
   // Agents in a handler right now (odd sequence: inside).
   std::vector<std::uint64_t> running;
-  for (unsigned w = 0; w < rt_.scheduler_->worker_count(); ++w) {
-    const Worker& worker = rt_.scheduler_->worker(w);
+  for (unsigned w = 0; w < rt_.scheduler().worker_count(); ++w) {
+    const Worker& worker = rt_.scheduler().worker(w);
     if (worker.stats.parked_since.load(std::memory_order_relaxed) == 0) {
       running.push_back(worker.running_agent.load(std::memory_order_relaxed));
     }
@@ -199,9 +201,9 @@ AgentScan Telemetry::scan(std::size_t top) const {
   std::priority_queue<AgentSample, std::vector<AgentSample>, decltype(by_depth)> deepest(by_depth);
   std::priority_queue<AgentSample, std::vector<AgentSample>, decltype(by_delay)> slowest(by_delay);
 
-  const std::uint32_t n = rt_.table_.high_water();
+  const std::uint32_t n = rt_.agents().high_water();
   for (std::uint32_t i = 0; i < n; ++i) {
-    const Slot* s = rt_.table_.find(i);
+    const Slot* s = rt_.agents().find(i);
     if (s == nullptr) continue;
     const std::uint64_t c = s->ctl.load(std::memory_order_acquire);
     if ((c & ctl::kClosed) != 0) continue;
@@ -242,9 +244,7 @@ AgentScan Telemetry::scan(std::size_t top) const {
 }
 
 std::string Telemetry::type_name(unsigned id) const {
-  if (id < Runtime::kMaxTypes) {
-    if (const AgentTypeInfo* t = rt_.types_[id].load(std::memory_order_acquire)) return t->name;
-  }
+  if (const std::string* name = rt_.type_name(id)) return *name;
   return "unknown";
 }
 
@@ -252,7 +252,7 @@ std::string Telemetry::agent_label(const AgentSample& a) const { return to_strin
 
 metrics::FoldedStacks Telemetry::logical_profile() const {
   std::unordered_map<std::uint64_t, std::uint64_t> merged;
-  for (unsigned w = 0; w < rt_.scheduler_->worker_count(); ++w) {
+  for (unsigned w = 0; w < rt_.scheduler().worker_count(); ++w) {
     const LogicalShard& shard = logical_[w];
     for (std::uint32_t i = 0; i < LogicalShard::kSlots; ++i) {
       const std::uint64_t k = shard.entries[i].key.load(std::memory_order_acquire);
@@ -272,7 +272,7 @@ metrics::FoldedStacks Telemetry::logical_profile() const {
     std::vector<std::string> names;  // leaf first while walking up
     names.push_back(topic == kNoTopic       ? "(direct)"
                     : topic == kOtherTopics ? "(other topics)"
-                                            : std::string(rt_.router_.topic_name(topic)));
+                                            : std::string(rt_.router().topic_name(topic)));
     names.push_back(type_name(type));
     for (std::uint32_t p = path; p != 0 && p < paths.size(); p = paths[p].first) {
       names.push_back(type_name(paths[p].second));
@@ -286,7 +286,7 @@ metrics::FoldedStacks Telemetry::logical_profile() const {
 
 std::string Telemetry::agents_json(std::size_t top) const {
   AgentScan s = scan(top);
-  std::string out = "{\"live\":" + std::to_string(rt_.live_.load(std::memory_order_relaxed)) +
+  std::string out = "{\"live\":" + std::to_string(rt_.stats().live) +
                     ",\"queued_messages\":" + std::to_string(s.messages) +
                     ",\"backlogged_agents\":" + std::to_string(s.backlogged) + ",\"by_type\":[";
   bool first = true;
@@ -314,7 +314,7 @@ std::string Telemetry::agents_json(std::size_t top) const {
 }
 
 std::string Telemetry::topics_json(std::size_t top) const {
-  const router::RouterStats st = rt_.router_.stats();
+  const router::RouterStats st = rt_.router().stats();
   std::string out = "{\"topics\":" + std::to_string(st.topics) + ",\"subscriptions\":" +
                     std::to_string(st.subscriptions) + ",\"published\":" + std::to_string(st.published) +
                     ",\"delivered\":" + std::to_string(st.delivered) + ",\"dead_letters\":{";
@@ -323,7 +323,7 @@ std::string Telemetry::topics_json(std::size_t top) const {
            std::to_string(st.dead_letters[r]);
   }
   out += "},\"top_topics\":[";
-  const auto topics = rt_.router_.top_topics(top);
+  const auto topics = rt_.router().top_topics(top);
   for (std::size_t i = 0; i < topics.size(); ++i) {
     out += std::string(i ? "," : "") + "{\"topic\":" + json_string(topics[i].name) +
            ",\"subscribers\":" + std::to_string(topics[i].subscribers) +
@@ -336,7 +336,7 @@ std::string Telemetry::topics_json(std::size_t top) const {
 
 void Telemetry::collect(metrics::Collector& c) {
   const std::uint64_t now = now_ns();
-  const Scheduler& sched = *rt_.scheduler_;
+  const Scheduler& sched = rt_.scheduler();
   const unsigned workers = sched.worker_count();
   c.gauge("swarm_uptime_seconds", "Seconds since the runtime started.", {}, (now - started_ns_) * 1e-9);
   c.gauge("swarm_workers", "Worker threads.", {}, workers);
@@ -413,7 +413,7 @@ void Telemetry::collect(metrics::Collector& c) {
   }
 
   // Router.
-  const router::RouterStats rs = rt_.router_.stats();
+  const router::RouterStats rs = rt_.router().stats();
   c.counter("swarm_router_published_total", "Publishes.", {}, rs.published);
   c.counter("swarm_router_delivered_total", "Deliveries a subscriber's mailbox accepted.", {}, rs.delivered);
   c.counter("swarm_router_republished_total", "Dead letters republished on $dead.<topic>.", {}, rs.republished);
@@ -424,11 +424,11 @@ void Telemetry::collect(metrics::Collector& c) {
   c.gauge("swarm_router_subscriptions", "Live subscriptions.", {}, rs.subscriptions);
   c.gauge("swarm_router_topics", "Interned topics (kept for the router's life).", {}, rs.topics);
   c.gauge("swarm_router_topic_table_fill_ratio", "Interned topics over router.max_topics (1 = new topics refused).",
-          {}, static_cast<double>(rs.topics) / static_cast<double>(rt_.router_.config().max_topics));
+          {}, static_cast<double>(rs.topics) / static_cast<double>(rt_.router().config().max_topics));
 
   // Timer wheel.
   c.gauge("swarm_timers_pending", "Armed timers (send_after, periodic, ask timeouts).", {},
-          static_cast<double>(rt_.timers_->pending()));
+          static_cast<double>(rt_.pending_timers()));
 }
 
 // -- slow-handler watchdog ---
@@ -438,7 +438,7 @@ void Telemetry::watch() {
   const auto threshold = std::chrono::duration_cast<std::chrono::nanoseconds>(config_.slow_handler_threshold);
   const auto interval = std::clamp<std::chrono::nanoseconds>(threshold / 4, std::chrono::milliseconds(1),
                                                              std::chrono::milliseconds(250));
-  const unsigned workers = rt_.scheduler_->worker_count();
+  const unsigned workers = rt_.scheduler().worker_count();
   // A handler is still running while its worker is not parked and neither the
   // worker's activation count nor the agent's handled count has moved.
   struct Seen {
@@ -451,10 +451,10 @@ void Telemetry::watch() {
   while (!watch_cv_.wait_for(lock, interval, [&] { return watch_stop_; })) {
     const std::uint64_t now = now_ns();
     for (unsigned w = 0; w < workers; ++w) {
-      const Worker& worker = rt_.scheduler_->worker(w);
+      const Worker& worker = rt_.scheduler().worker(w);
       const std::uint64_t activations = worker.stats.activations.load(std::memory_order_relaxed);
       const std::uint64_t agent = worker.running_agent.load(std::memory_order_relaxed);
-      const Slot* running = rt_.table_.find(AgentRef::from_bits(agent).index);
+      const Slot* running = rt_.agents().find(AgentRef::from_bits(agent).index);
       const std::uint32_t handled = running != nullptr ? running->handled.load(std::memory_order_relaxed) : 0;
       const bool parked = worker.stats.parked_since.load(std::memory_order_relaxed) != 0;
       Seen& s = seen[w];
@@ -469,7 +469,7 @@ void Telemetry::watch() {
       h.worker = w;
       h.running_for = std::chrono::nanoseconds(now - s.since);
       const AgentRef ref = AgentRef::from_bits(h.agent_bits);
-      const Slot* slot = rt_.table_.find(ref.index);
+      const Slot* slot = rt_.agents().find(ref.index);
       const unsigned type = slot != nullptr ? slot->type_id.load(std::memory_order_relaxed) : 0;
       h.type = type_name(type);
       auto [counter, added] = slow_by_type_.try_emplace(h.type);

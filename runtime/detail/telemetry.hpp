@@ -30,10 +30,10 @@
 #include "metrics/flamegraph.hpp"
 #include "metrics/registry.hpp"
 #include "runtime/config.hpp"
+#include "runtime/detail/runtime_view.hpp"
 #include "runtime/message.hpp"
 
 namespace swarm {
-class Runtime;
 struct AgentTypeInfo;
 }  // namespace swarm
 
@@ -45,6 +45,7 @@ namespace swarm::detail {
 
 struct Slot;
 struct Worker;
+
 
 inline std::uint64_t now_ns() noexcept {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -78,7 +79,7 @@ struct AgentScan {
 
 class Telemetry {
  public:
-  Telemetry(Runtime& rt, const TelemetryConfig& config);
+  Telemetry(const RuntimeView& rt, const TelemetryConfig& config);
   ~Telemetry();
   Telemetry(const Telemetry&) = delete;
   Telemetry& operator=(const Telemetry&) = delete;
@@ -147,7 +148,7 @@ class Telemetry {
   };
 
   // -- constant after construction ---
-  Runtime& rt_;
+  const RuntimeView& rt_;
   const TelemetryConfig config_;
   const bool on_;
   const std::uint32_t sample_every_;
