@@ -241,6 +241,12 @@ Agent* Scheduler::find_work(Worker& w) noexcept {
 // The owner's side of "Taking from a next slot" (scheduler.hpp): a store and a
 // load, ordered by the watcher's membarrier (or by a fence without it).
 Agent* Scheduler::take_next(Worker& w) noexcept {
+#if defined(__SANITIZE_THREAD__)
+  // ThreadSanitizer models neither fences nor membarrier: seq_cst operations
+  // on both sides order the same store-load pair, in a way it understands.
+  Agent* a = w.next.exchange(nullptr, std::memory_order_seq_cst);
+  if (w.claim.load(std::memory_order_seq_cst) != nullptr) [[unlikely]] return settle_claim(w, a);
+#else
   Agent* a = w.next.load(std::memory_order_relaxed);
   w.next.store(nullptr, std::memory_order_relaxed);
   if (asymmetric_) {
@@ -249,6 +255,7 @@ Agent* Scheduler::take_next(Worker& w) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
   }
   if (w.claim.load(std::memory_order_relaxed) != nullptr) [[unlikely]] return settle_claim(w, a);
+#endif
   return a;
 }
 
@@ -271,6 +278,12 @@ Agent* Scheduler::settle_claim(Worker& w, Agent* taken) noexcept {
 // The watcher's side: true when it took `agent` out of victim's next slot.
 bool Scheduler::try_take_from(Worker& victim, Agent* agent) noexcept {
   if (victim.claim.load(std::memory_order_acquire) != nullptr) return false;  // not settled yet
+#if defined(__SANITIZE_THREAD__)
+  victim.claim.store(agent, std::memory_order_seq_cst);  // see take_next
+  Agent* expected = agent;
+  const bool took =
+      victim.next.compare_exchange_strong(expected, nullptr, std::memory_order_seq_cst, std::memory_order_seq_cst);
+#else
   victim.claim.store(agent, std::memory_order_relaxed);
   if (asymmetric_) {
     // A full fence on every running thread of the process: after it, the
@@ -282,6 +295,7 @@ bool Scheduler::try_take_from(Worker& victim, Agent* agent) noexcept {
   Agent* expected = agent;
   const bool took =
       victim.next.compare_exchange_strong(expected, nullptr, std::memory_order_acq_rel, std::memory_order_relaxed);
+#endif
   victim.verdict.store(took ? agent : kNotTaken, std::memory_order_release);
   return took;
 }
