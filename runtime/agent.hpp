@@ -78,9 +78,6 @@ using TimerId = std::uint64_t;
 /// passed to send/reply/publish as it is; a Payload is passed as a Payload.
 template <class T>
 concept PayloadValue = !std::is_same_v<std::remove_cvref_t<T>, Payload> && !std::is_pointer_v<std::decay_t<T>>;
-/// Old name of PayloadValue.
-template <class T>
-concept PlainValue = PayloadValue<T>;
 
 namespace detail {
 // Rarely used per-agent state, allocated on first use.

@@ -15,9 +15,8 @@
 
 namespace swarm {
 
-using detail::RuntimeCore;
-
 using detail::Envelope;
+using detail::RuntimeCore;
 
 namespace {
 AskStatus ask_status(SendResult r) {
@@ -32,7 +31,6 @@ AskStatus ask_status(SendResult r) {
   }
   return AskStatus::dead_agent;
 }
-
 }  // namespace
 
 AskStatus RuntimeCore::request_status(const router::PublishResult& r) noexcept {
@@ -119,7 +117,6 @@ void RuntimeCore::complete_ask(Agent* agent, Message& msg) {
 }
 
 // -- callers outside the agents ---
-
 
 std::pair<AgentRef, std::future<Reply>> RuntimeCore::add_caller() {
   MutexLock lock(callers_mu_);
