@@ -215,10 +215,11 @@ int main(int argc, char** argv) {
     auto now = std::chrono::steady_clock::now();
     swarm::RuntimeStats s = rt.stats();
     double dt = std::chrono::duration<double>(now - last).count();
-    std::printf("  t=%5.1fs  %10.0f msgs/s  handled %12llu  live %8llu  restarts %6llu  dropped %llu\n",
+    std::printf("  t=%5.1fs  %10.0f msgs/s  handled %12llu  live %8llu  restarts %6llu  dropped %llu  refused %llu\n",
                 std::chrono::duration<double>(now - t0).count(), static_cast<double>(s.messages - last_msgs) / dt,
                 static_cast<unsigned long long>(s.messages), static_cast<unsigned long long>(s.live),
-                static_cast<unsigned long long>(s.restarts), static_cast<unsigned long long>(s.dropped_total()));
+                static_cast<unsigned long long>(s.restarts), static_cast<unsigned long long>(s.dropped_total()),
+                static_cast<unsigned long long>(s.refused_total()));
     std::fflush(stdout);
     last_msgs = s.messages;
     last = now;
@@ -245,6 +246,15 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%s\n", s.dropped_total() == 0 ? " none" : " (queued at crashed peers, or in flight at shutdown)");
+  std::printf("  refused            %llu total:", static_cast<unsigned long long>(s.refused_total()));
+  for (int i = 0; i < swarm::kRefuseReasonCount; ++i) {
+    if (s.refused[i] != 0) {
+      std::printf(" %s=%llu", std::string(swarm::to_string(static_cast<swarm::RefuseReason>(i))).c_str(),
+                  static_cast<unsigned long long>(s.refused[i]));
+    }
+  }
+  std::printf("%s\n", s.refused_total() == 0 ? " none"
+                                             : " (sends the sender was told about; a peer lets such a message go)");
   std::printf("  worker steals      %llu, parks %llu\n", static_cast<unsigned long long>(s.steals),
               static_cast<unsigned long long>(s.parks));
   std::printf("  shutdown           %.3f s, %llu agents left\n", stop_s, static_cast<unsigned long long>(s.live));
