@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -513,10 +514,28 @@ std::string hostname() {
   return buf;
 }
 
+// Messages the load lost, by DropReason: the runtime's drops plus its refusals,
+// since a generator or stage that is refused lets the message go (a refusal
+// is filed under the drop reason of the same name, as results JSON has it).
+std::array<std::uint64_t, kDropReasonCount> lost_by_reason(const RuntimeStats& s) {
+  std::array<std::uint64_t, kDropReasonCount> lost = s.dropped;
+  for (int r = 0; r < kRefuseReasonCount; ++r) {
+    const auto reason = static_cast<RefuseReason>(r);
+    const DropReason as = reason == RefuseReason::mailbox_full    ? DropReason::mailbox_full
+                          : reason == RefuseReason::dead_agent    ? DropReason::dead_agent
+                          : reason == RefuseReason::expired       ? DropReason::expired
+                          : reason == RefuseReason::unreachable   ? DropReason::remote_unreachable
+                                                                  : DropReason::shutting_down;
+    lost[static_cast<int>(as)] += s.refused[r];
+  }
+  return lost;
+}
+
 std::uint64_t runtime_drops(const RuntimeStats& s) {
+  const auto lost = lost_by_reason(s);
   std::uint64_t n = 0;
   for (int r = 0; r < kDropReasonCount; ++r) {
-    if (static_cast<DropReason>(r) != DropReason::shutting_down) n += s.dropped[r];
+    if (static_cast<DropReason>(r) != DropReason::shutting_down) n += lost[r];
   }
   return n;
 }
@@ -811,8 +830,9 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
 
   const RuntimeStats stats1 = rt->stats();
   std::uint64_t total = 0;
+  const auto lost1 = lost_by_reason(stats1), lost_m = lost_by_reason(stats_m);
   for (int r = 0; r < kDropReasonCount; ++r) {
-    const std::uint64_t n = stats1.dropped[r] - stats_m.dropped[r];
+    const std::uint64_t n = lost1[r] - lost_m[r];
     res.dropped[std::string(to_string(static_cast<DropReason>(r)))] = n;
     total += n;
   }
