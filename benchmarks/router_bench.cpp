@@ -214,7 +214,7 @@ class SharedMutexTable {
     std::shared_lock lock(mu_);
     auto it = table_.find(t);
     if (it == table_.end()) return 0;
-    Delivery d{0, t, 0, 0, 0, 0, p};
+    Delivery d{0, t, 0, 0, 0, 0, 0, p};
     for (Subscriber s : it->second) {
       d.address = s.address;
       s.endpoint->deliver(d);

@@ -445,7 +445,8 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
     EpochDomain::Guard guard(EpochDomain::global());
     if (TopicEntry* e = entry(topic)) {
       const Resolved* r = current(topic, *e);
-      Delivery d{0, topic, options.kind, options.sender, options.sender_node, options.correlation_id, payload};
+      Delivery d{0, topic, options.kind, options.sender, options.sender_node, options.correlation_id,
+                 options.deadline_ns, payload};
       auto send = [&](Subscriber s) {
         d.address = s.address;
         switch (s.endpoint->deliver(d)) {
@@ -522,7 +523,8 @@ bool Router::republish_dead(TopicId topic, const Payload& payload, const Publish
   }
   EpochDomain::Guard guard(EpochDomain::global());
   const Resolved* r = current(dead, *entry(dead));
-  Delivery d{0, dead, options.kind, options.sender, options.sender_node, options.correlation_id, payload};
+  Delivery d{0, dead, options.kind, options.sender, options.sender_node, options.correlation_id, options.deadline_ns,
+             payload};
   bool any = false;
   for (Subscriber s : r->plain()) {
     d.address = s.address;

@@ -45,6 +45,7 @@ struct Delivery {
   std::uint64_t sender;      // opaque, passed through (0 = none)
   std::uint32_t sender_node;  // opaque, passed through (the sender's node; 0 = this one)
   std::uint64_t correlation_id;  // opaque, passed through (0 = not a request)
+  std::uint64_t deadline_ns;     // opaque, passed through (0 = none)
   const Payload& payload;    // shared by all receivers: copy it (a refcount for large payloads)
 };
 
@@ -90,6 +91,7 @@ struct PublishOptions {
   std::uint64_t sender = 0;
   std::uint32_t sender_node = 0;
   std::uint64_t correlation_id = 0;
+  std::uint64_t deadline_ns = 0;
 };
 
 struct [[nodiscard]] PublishResult {

@@ -69,7 +69,8 @@ enum class AskStatus : std::uint8_t {
 std::string_view to_string(AskStatus s);
 
 /// Called once per ask, on the asking agent's worker: with the reply (status
-/// ok) or nullptr and the reason it will never come.
+/// ok) or nullptr and the reason it will never come. A streamed reply calls
+/// it once per part, reply->partial set on all but the last.
 using AskCallback = std::function<void(AskStatus, Message* reply)>;
 
 using TimerId = std::uint64_t;
@@ -186,6 +187,16 @@ class Agent {
   template <PayloadValue T>
   SendResult reply(const Message& request, const T& value, std::uint32_t kind = 0) {
     return reply(request, Payload::of(value), kind);
+  }
+
+  /// Streams an answer: a partial reply now, more to follow; end the stream
+  /// with reply(). The asker's callback runs once per part (reply->partial
+  /// set on all but the last). Requesters waiting on a future see the final
+  /// reply only. A message that is not a request is answered by a plain send.
+  SendResult reply_partial(const Message& request, Payload payload, std::uint32_t kind = 0) noexcept;
+  template <PayloadValue T>
+  SendResult reply_partial(const Message& request, const T& value, std::uint32_t kind = 0) {
+    return reply_partial(request, Payload::of(value), kind);
   }
 
   /// Flow control: after `to` refused a send with mailbox_full, asks to be

@@ -101,6 +101,10 @@ void RuntimeCore::complete_ask(Agent* agent, Message& msg) {
     if (msg.system == SystemKind::reply) count_drop(DropReason::expired, core.self);  // came after its timeout
     return;
   }
+  if (msg.partial && msg.system == SystemKind::reply && msg.status == 0) {
+    it->second.callback(AskStatus::ok, &msg);  // a part of a stream: the ask stays pending
+    return;
+  }
   AskCallback done = std::move(it->second.callback);
   if (msg.system == SystemKind::reply) {
     timers_->cancel(it->second.timer);
@@ -162,13 +166,11 @@ void RuntimeCore::complete_caller(std::uint64_t id, AskStatus status, Message* r
 }
 
 SendResult RuntimeCore::deliver_off_node(AgentRef to, Envelope* e) noexcept {
-  if (to.node != AgentRef::kCallerNode) {  // another process or machine: no transport attached yet
-    detail::free_envelope(e);
-    return SendResult::unreachable;
-  }
+  if (to.node != AgentRef::kCallerNode) return deliver_remote(to, e);  // another process or machine
   Message& m = e->msg;
   switch (m.system) {
     case SystemKind::reply:
+      if (m.partial) break;  // a future holds the final reply only
       complete_caller(to.index, static_cast<AskStatus>(m.status), m.status == 0 ? &m : nullptr);
       break;
     case SystemKind::ask_timeout: complete_caller(to.index, AskStatus::timeout, nullptr); break;

@@ -52,6 +52,29 @@ SendResult RuntimeCore::send(AgentRef to, Payload payload, const SendOptions& op
   return send_envelope(to, make_user_envelope({}, std::move(payload), options));
 }
 
+SendResult RuntimeCore::forward(AgentRef to, Payload payload, const ForwardOptions& options) noexcept {
+  if (!accepting_.load(std::memory_order_acquire)) {
+    count_refusal(SendResult::shutting_down, to);
+    return SendResult::shutting_down;
+  }
+  Envelope* e = make_user_envelope(options.sender, std::move(payload), options.send);
+  if (options.correlation_id != 0) {
+    e->msg.correlation_id = options.correlation_id;
+    e->msg.reply_to = options.sender;
+  }
+  return send_envelope(to, e);
+}
+
+router::PublishResult RuntimeCore::forward_publish(router::TopicId topic, const Payload& payload,
+                                                   const ForwardOptions& options) noexcept {
+  if (!accepting_.load(std::memory_order_acquire)) {
+    count_drop(DropReason::shutting_down, {});
+    return {};
+  }
+  const std::uint64_t deadline = options.send.ttl.count() != 0 ? deadline_after(options.send.ttl) : 0;
+  return publish_from(options.sender, topic, payload, options.send.kind, options.correlation_id, deadline);
+}
+
 SendResult Agent::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {
   return core_.rt->send_envelope(to, make_user_envelope(core_.self, std::move(payload), options));
 }
@@ -69,6 +92,18 @@ SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t k
   e->msg.sender = core_.self;
   e->msg.correlation_id = request.correlation_id;
   e->msg.system = SystemKind::reply;
+  e->msg.payload = std::move(payload);
+  return core_.rt->deliver(request.reply_to, e);
+}
+
+SendResult Agent::reply_partial(const Message& request, Payload payload, std::uint32_t kind) noexcept {
+  if (!request.is_request()) return send(request.sender, std::move(payload), kind);
+  Envelope* e = detail::make_envelope();
+  e->msg.kind = kind;
+  e->msg.sender = core_.self;
+  e->msg.correlation_id = request.correlation_id;
+  e->msg.system = SystemKind::reply;
+  e->msg.partial = true;
   e->msg.payload = std::move(payload);
   return core_.rt->deliver(request.reply_to, e);
 }

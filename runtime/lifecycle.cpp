@@ -163,6 +163,7 @@ bool RuntimeCore::kill(AgentRef agent) noexcept {
 }
 
 bool RuntimeCore::alive(AgentRef agent) const noexcept {
+  if (!agent.local()) return remote_alive(agent);
   Slot* slot = table_.find(agent.index);
   if (slot == nullptr || !agent.valid()) return false;
   std::uint64_t c = slot->ctl.load(std::memory_order_acquire);

@@ -114,6 +114,7 @@ struct Message {
   Payload payload;                 // the content; payload.content_type() says what it is
   SystemKind system = SystemKind::user;
   std::uint8_t status = 0;         // replies only: an AskStatus
+  bool partial = false;            // replies only: more replies to the same request follow (a stream)
 
   /// The payload as a T; throws PayloadTypeError naming both types if it is not one.
   template <class T>

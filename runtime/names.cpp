@@ -59,6 +59,14 @@ bool RuntimeCore::unregister_name(std::string_view name) {
   return true;
 }
 
+bool RuntimeCore::unregister_name(std::string_view name, AgentRef holder) {
+  MutexLock lock(names_mu_);
+  auto it = names_.find(name);
+  if (it == names_.end() || it->second != holder) return false;
+  names_.erase(it);
+  return true;
+}
+
 AgentRef RuntimeCore::whereis(std::string_view name) const {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);

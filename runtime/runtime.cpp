@@ -242,7 +242,22 @@ bool Runtime::wait_for_room(AgentRef to, std::chrono::milliseconds timeout) { re
 
 Result<void> Runtime::register_name(AgentRef agent, std::string_view name) { return core_->register_name(agent, name); }
 bool Runtime::unregister_name(std::string_view name) { return core_->unregister_name(name); }
+bool Runtime::unregister_name(std::string_view name, AgentRef holder) { return core_->unregister_name(name, holder); }
 AgentRef Runtime::whereis(std::string_view name) const { return core_->whereis(name); }
+
+std::uint32_t Runtime::attach_node(RemoteNode& node) { return core_->attach_node(node); }
+void Runtime::detach_node(std::uint32_t node) noexcept { core_->detach_node(node); }
+SendResult Runtime::forward(AgentRef to, Payload payload, const ForwardOptions& options) noexcept {
+  return core_->forward(to, std::move(payload), options);
+}
+router::PublishResult Runtime::forward_publish(router::TopicId topic, const Payload& payload,
+                                               const ForwardOptions& options) noexcept {
+  return core_->forward_publish(topic, payload, options);
+}
+SendResult Runtime::forward_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status, bool partial,
+                                  Payload payload) noexcept {
+  return core_->forward_reply(to, correlation_id, status, partial, std::move(payload));
+}
 
 router::Router& Runtime::router() noexcept { return core_->router(); }
 Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,

@@ -30,6 +30,7 @@
 #include "router/router.hpp"
 #include "runtime/agent.hpp"
 #include "runtime/config.hpp"
+#include "runtime/remote.hpp"
 
 namespace swarm {
 
@@ -201,6 +202,27 @@ class Runtime {
   /// agent uses notify_when_room()).
   bool wait_for_room(AgentRef to, std::chrono::milliseconds timeout);
 
+  // -- remote nodes: transports (see runtime/remote.hpp) ---
+
+  /// Attaches a transport; returns the node number its refs carry. Throws
+  /// std::length_error when kMaxRemoteNodes are attached.
+  std::uint32_t attach_node(RemoteNode& node);
+  /// Detaches it: refs on `node` are unreachable again. Waits for deliveries
+  /// to it that are running on other threads.
+  void detach_node(std::uint32_t node) noexcept;
+  /// Sends on behalf of options.sender (a request if options.correlation_id
+  /// is set: the reply goes to the sender with that id). As send() otherwise.
+  SendResult forward(AgentRef to, Payload payload, const ForwardOptions& options) noexcept;
+  /// Publishes on behalf of options.sender (a request if correlation_id is
+  /// set). As publish() otherwise: undelivered messages are counted.
+  router::PublishResult forward_publish(router::TopicId topic, const Payload& payload,
+                                        const ForwardOptions& options) noexcept;
+  /// Answers a request that reached a remote participant: `to` and
+  /// `correlation_id` are the request's reply_to and correlation_id. `partial`:
+  /// more parts follow. A status other than ok ends the request.
+  SendResult forward_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status, bool partial,
+                           Payload payload) noexcept;
+
   // -- names ---
 
   /// Registers `agent` under `name`; released when it exits. Errors: the name
@@ -209,6 +231,8 @@ class Runtime {
   Result<void> register_name(AgentRef agent, std::string_view name);
   /// Releases `name`. False if nobody held it.
   bool unregister_name(std::string_view name);
+  /// Releases `name` if `holder` holds it (a transport's participant leaving).
+  bool unregister_name(std::string_view name, AgentRef holder);
   /// The agent registered under `name`, or an invalid ref.
   AgentRef whereis(std::string_view name) const;
 

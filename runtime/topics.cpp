@@ -52,9 +52,11 @@ Result<router::PublishResult> RuntimeCore::publish(std::string_view topic, const
 }
 
 router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
-                                            std::uint32_t kind, std::uint64_t correlation_id) noexcept {
+                                            std::uint32_t kind, std::uint64_t correlation_id,
+                                            std::uint64_t deadline_ns) noexcept {
   const std::uint64_t start = telemetry_->sample() ? detail::now_ns() : 0;
-  router::PublishResult r = router_.publish(topic, payload, {kind, sender.bits(), sender.node, correlation_id});
+  router::PublishResult r =
+      router_.publish(topic, payload, {kind, sender.bits(), sender.node, correlation_id, deadline_ns});
   if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
   if (r.no_subscriber) count_drop(DropReason::no_subscriber, {});
   return r;  // full mailboxes and dead agents were counted by the endpoint
@@ -67,6 +69,7 @@ router::DeliverStatus RuntimeCore::AgentEndpoint::deliver(const router::Delivery
   e->msg.sender = AgentRef::from_bits(d.sender, d.sender_node);
   e->msg.correlation_id = d.correlation_id;
   if (d.correlation_id != 0) e->msg.reply_to = e->msg.sender;
+  e->msg.deadline_ns = d.deadline_ns;
   e->msg.payload = d.payload;
   const AgentRef to = AgentRef::from_bits(d.address);
   // The publisher learns only totals, so what is not queued here is lost: dropped.

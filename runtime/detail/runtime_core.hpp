@@ -100,6 +100,14 @@ class RuntimeCore final : public RuntimeView {
   bool wait_for_room(AgentRef to, std::chrono::milliseconds timeout);
   Result<void> register_name(AgentRef agent, std::string_view name);
   bool unregister_name(std::string_view name);
+  bool unregister_name(std::string_view name, AgentRef holder);
+  std::uint32_t attach_node(RemoteNode& node);
+  void detach_node(std::uint32_t node) noexcept;
+  SendResult forward(AgentRef to, Payload payload, const ForwardOptions& options) noexcept;
+  router::PublishResult forward_publish(router::TopicId topic, const Payload& payload,
+                                        const ForwardOptions& options) noexcept;
+  SendResult forward_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status, bool partial,
+                           Payload payload) noexcept;
   AgentRef whereis(std::string_view name) const;
   router::Router& router() noexcept { return router_; }
   Result<router::SubscriptionId> subscribe(AgentRef agent, std::string_view pattern, std::string_view queue_group);
@@ -149,7 +157,8 @@ class RuntimeCore final : public RuntimeView {
   void begin_exit(Agent* agent, ExitReason reason) noexcept;
   void add_room_waiter(AgentRef receiver, AgentRef waiter);
   router::PublishResult publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
-                                     std::uint32_t kind, std::uint64_t correlation_id) noexcept;
+                                     std::uint32_t kind, std::uint64_t correlation_id,
+                                     std::uint64_t deadline_ns = 0) noexcept;
   /// Runs one activation of `agent` on `worker`; true if it still has
   /// messages (yield it). Worker threads only.
   bool activate(Agent* agent, Worker& worker) noexcept;
@@ -174,6 +183,9 @@ class RuntimeCore final : public RuntimeView {
   bool deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept;
   // Callers outside the agents (Runtime::ask, request, wait_for_room).
   SendResult deliver_off_node(AgentRef to, Envelope* e) noexcept;
+  // Remote nodes (remote.cpp): refs on node n go to remotes_[n - 1].
+  SendResult deliver_remote(AgentRef to, Envelope* e) noexcept;
+  bool remote_alive(AgentRef ref) const noexcept;
   std::pair<AgentRef, std::future<Reply>> add_caller();
   void complete_caller(std::uint64_t id, AskStatus status, Message* reply) noexcept;
   void arm_caller_timeout(AgentRef caller, std::chrono::nanoseconds timeout);
@@ -256,6 +268,15 @@ class RuntimeCore final : public RuntimeView {
   Mutex callers_mu_;
   std::unordered_map<std::uint64_t, Caller> callers_ SWARM_GUARDED_BY(callers_mu_);
   std::uint64_t next_caller_ SWARM_GUARDED_BY(callers_mu_) = 0;
+
+  // Attached transports. A delivery holds `inflight` while it uses `node`, so
+  // detach_node can wait until nobody does.
+  struct RemoteSlot {
+    std::atomic<RemoteNode*> node{nullptr};
+    mutable std::atomic<std::uint32_t> inflight{0};
+  };
+  std::array<RemoteSlot, kMaxRemoteNodes> remotes_;
+  Mutex remotes_mu_;  // attach and detach
 
   // Senders to tell when a receiver (by table index) has room; see Slot::room_waiters.
   Mutex room_mu_;
