@@ -4,6 +4,7 @@
 #include <memory>
 #include <span>
 #include <stdexcept>
+#include <thread>
 
 #include "router/detail/epoch.hpp"
 
@@ -429,6 +430,17 @@ const Router::Resolved* Router::rebuild(TopicId id, TopicEntry& e) {
   e.resolved.store(fresh, std::memory_order_release);
   if (old != nullptr) EpochDomain::global().retire([old] { Resolved::destroy(old); });
   return fresh;
+}
+
+void Router::synchronize() {
+  // Publishes hold an epoch guard while they deliver: once a retired marker is
+  // collected, every reader that began before it has left.
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  EpochDomain::global().retire([done] { done->store(true, std::memory_order_release); });
+  while (!done->load(std::memory_order_acquire)) {
+    EpochDomain::global().collect();
+    if (!done->load(std::memory_order_acquire)) std::this_thread::yield();
+  }
 }
 
 std::size_t Router::receivers(TopicId topic) noexcept {

@@ -153,6 +153,11 @@ class Router {
   /// The same by name: interns (validates) `topic` first; errors are those of intern().
   Result<PublishResult> publish(std::string_view topic, const Payload& payload, PublishOptions options = {});
 
+  /// Returns once every publish that started before this call has finished:
+  /// after unsubscribing, no delivery to the removed subscribers is running
+  /// or will start (e.g. before an Endpoint is destroyed).
+  void synchronize();
+
   /// How many deliveries a publish to `topic` would make now: plain
   /// subscribers plus one per queue group (0 for an unknown id). Resolves
   /// exactly as publish() does, without delivering.

@@ -1,0 +1,229 @@
+#include "transport/client.hpp"
+
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+namespace swarm::transport {
+
+using Clock = std::chrono::steady_clock;
+
+struct Client::Impl {
+  ClientOptions options;
+  zmq::context_t ctx{1};
+  zmq::socket_t socket{ctx, zmq::socket_type::dealer};
+  std::string welcome;
+  bool closed = false;
+  std::deque<Incoming> queued;  // arrived while request() waited
+  std::uint64_t next_request = 0;
+  Clock::time_point last_out = Clock::now();
+
+  void send(const Frames& frames) {
+    for (std::size_t i = 0; i < frames.size(); ++i) {
+      (void)socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+    last_out = Clock::now();
+  }
+  void send(const Body& body) { send(encode(body)); }
+
+  // One message from the socket within `timeout`, decoded; PING/PONG handled.
+  std::optional<Incoming> receive(std::chrono::milliseconds timeout) {
+    const Clock::time_point deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto heartbeat = options.heartbeat;
+      if (!closed && Clock::now() - last_out >= heartbeat) send(Ping{});
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto wait = std::clamp(left, std::chrono::milliseconds(0), heartbeat);
+      zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, wait);
+      if ((item.revents & ZMQ_POLLIN) == 0) {
+        if (Clock::now() >= deadline) return std::nullopt;
+        continue;
+      }
+      std::vector<zmq::message_t> parts;
+      do {
+        zmq::message_t part;
+        (void)socket.recv(part);
+        parts.push_back(std::move(part));
+      } while (parts.back().more());
+      std::vector<std::string_view> views;
+      for (auto& p : parts) views.emplace_back(static_cast<const char*>(p.data()), p.size());
+      auto d = decode(views);
+      if (!d) {
+        Incoming bad;
+        bad.command = Command::error;
+        bad.error = d.error().code;
+        bad.message = "client: undecodable message from the gateway: " + d.error().message;
+        return bad;
+      }
+      Incoming in;
+      in.command = d->command;
+      bool skip = false;
+      std::visit(
+          [&](const auto& b) {
+            using T = std::decay_t<decltype(b)>;
+            if constexpr (std::is_same_v<T, Msg>) {
+              in.sid = b.sid;
+              in.topic = b.topic;
+              in.sender = b.sender;
+              in.correlation_id = b.correlation_id;
+              in.content_type = b.content_type;
+              in.payload = b.payload;
+            } else if constexpr (std::is_same_v<T, Deliver>) {
+              in.name = b.name;
+              in.sender = b.sender;
+              in.correlation_id = b.correlation_id;
+              in.content_type = b.content_type;
+              in.payload = b.payload;
+            } else if constexpr (std::is_same_v<T, Answer>) {
+              in.correlation_id = b.id;
+              in.status = static_cast<AskStatus>(b.status);
+              in.final = b.final;
+              in.content_type = b.content_type;
+              in.payload = b.payload;
+            } else if constexpr (std::is_same_v<T, Error>) {
+              in.error = b.code;
+              in.message = b.message;
+              in.context = b.context;
+            } else if constexpr (std::is_same_v<T, Bye>) {
+              in.message = b.reason;
+              closed = true;
+            } else if constexpr (std::is_same_v<T, Welcome>) {
+              welcome = b.json;
+              in.payload = b.json;
+            } else if constexpr (std::is_same_v<T, Ping>) {
+              send(Pong{});
+              skip = true;
+            } else {
+              skip = true;  // PONG
+            }
+          },
+          d->body);
+      if (!skip) return in;
+    }
+  }
+};
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& c = *impl_;
+  c.options = std::move(options);
+  c.socket.set(zmq::sockopt::linger, 0);
+  c.socket.set(zmq::sockopt::routing_id, "c/" + c.options.name);
+  if (!c.options.curve_server_key.empty()) {
+    c.socket.set(zmq::sockopt::curve_serverkey, c.options.curve_server_key);
+    c.socket.set(zmq::sockopt::curve_publickey, c.options.curve_public_key);
+    c.socket.set(zmq::sockopt::curve_secretkey, c.options.curve_secret_key);
+  }
+  c.socket.connect(c.options.endpoint);
+  nlohmann::json hello = {{"name", c.options.name},
+                          {"protocol", kProtocolVersion},
+                          {"client", "swarm-cpp/0.1.0"},
+                          {"heartbeat_ms", c.options.heartbeat.count()}};
+  if (c.options.credit) hello["credit"] = *c.options.credit;
+  if (!c.options.token.empty()) hello["token"] = c.options.token;
+  const std::string text = hello.dump();
+  c.send(Hello{text});
+  const Clock::time_point deadline = Clock::now() + c.options.connect_timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto in = left.count() > 0 ? c.receive(left) : std::nullopt;
+    if (!in) {
+      throw ClientError(ErrorCode::no_session, "client \"" + c.options.name + "\": no WELCOME from " +
+                                                   c.options.endpoint + " within " +
+                                                   std::to_string(c.options.connect_timeout.count()) + " ms");
+    }
+    if (in->command == Command::welcome) return;
+    if (in->command == Command::error) {
+      throw ClientError(in->error, "client \"" + c.options.name + "\": " + std::string(to_string(in->error)) + ": " +
+                                       in->message);
+    }
+  }
+}
+
+Client::~Client() {
+  try {
+    if (!impl_->closed) impl_->send(Bye{"client closing"});
+  } catch (const zmq::error_t&) {
+  }
+}
+
+const std::string& Client::welcome() const noexcept { return impl_->welcome; }
+bool Client::closed() const noexcept { return impl_->closed; }
+
+void Client::subscribe(std::uint32_t sid, std::string_view pattern, std::string_view queue_group) {
+  impl_->send(Sub{sid, pattern, queue_group});
+}
+void Client::unsubscribe(std::uint32_t sid) { impl_->send(Unsub{sid}); }
+void Client::publish(std::string_view topic, std::string_view payload, std::string_view content_type,
+                     std::uint32_t ttl_ms) {
+  impl_->send(Pub{topic, content_type, ttl_ms, payload});
+}
+void Client::send(std::string_view name, std::string_view payload, std::string_view content_type,
+                  std::uint32_t ttl_ms) {
+  impl_->send(Send{name, content_type, ttl_ms, payload});
+}
+void Client::register_name(std::string_view name) { impl_->send(RegisterName{name}); }
+void Client::unregister_name(std::string_view name) { impl_->send(UnregisterName{name}); }
+void Client::credit(std::uint32_t messages) { impl_->send(Credit{messages}); }
+void Client::reply(std::uint64_t correlation_id, std::string_view payload, std::string_view content_type, bool final,
+                   AskStatus status) {
+  Reply r;
+  r.id = correlation_id;
+  r.status = static_cast<std::uint8_t>(status);
+  r.final = final;
+  r.content_type = content_type;
+  r.payload = payload;
+  impl_->send(r);
+}
+
+std::uint64_t Client::request_async(std::string_view target, TargetKind kind, std::string_view payload,
+                                    std::string_view content_type, std::uint32_t timeout_ms) {
+  const std::uint64_t id = ++impl_->next_request;
+  impl_->send(Request{id, kind, target, timeout_ms, content_type, payload});
+  return id;
+}
+
+Answers Client::request(std::string_view target, TargetKind kind, std::string_view payload,
+                        std::string_view content_type, std::chrono::milliseconds timeout) {
+  const std::uint64_t id = request_async(target, kind, payload, content_type, static_cast<std::uint32_t>(timeout.count()));
+  Answers a;
+  // The gateway answers `timeout` itself; wait a little longer for that answer.
+  const Clock::time_point deadline = Clock::now() + timeout + std::chrono::seconds(5);
+  while (Clock::now() < deadline) {
+    auto in = impl_->receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+    if (!in) break;
+    const bool mine = (in->command == Command::answer && in->correlation_id == id) ||
+                      (in->command == Command::error && in->context == id);
+    if (!mine) {
+      impl_->queued.push_back(std::move(*in));
+      continue;
+    }
+    if (in->command == Command::error) {
+      a.status = AskStatus::dead_agent;
+      a.parts.push_back(std::move(*in));
+      return a;
+    }
+    const bool final = in->final;
+    a.status = in->status;
+    a.parts.push_back(std::move(*in));
+    if (final) return a;
+  }
+  a.status = AskStatus::timeout;
+  Incoming none;
+  none.command = Command::answer;
+  none.status = AskStatus::timeout;
+  a.parts.push_back(std::move(none));
+  return a;
+}
+
+std::optional<Incoming> Client::next(std::chrono::milliseconds timeout) {
+  if (!impl_->queued.empty()) {
+    Incoming in = std::move(impl_->queued.front());
+    impl_->queued.pop_front();
+    return in;
+  }
+  return impl_->receive(timeout);
+}
+
+void Client::send_raw(const Frames& frames) { impl_->send(frames); }
+
+}  // namespace swarm::transport
