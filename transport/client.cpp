@@ -17,9 +17,15 @@ struct Client::Impl {
   std::uint64_t next_request = 0;
   Clock::time_point last_out = Clock::now();
 
+  // Throws ClientError when ZeroMQ cannot take the message within the send
+  // timeout (no connection to the gateway, e.g. a refused CURVE key).
   void send(const Frames& frames) {
     for (std::size_t i = 0; i < frames.size(); ++i) {
-      (void)socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      if (!socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none)) {
+        throw ClientError(ErrorCode::no_session, "client \"" + options.name + "\": no connection to " + options.endpoint +
+                                                     " took the message within " +
+                                                     std::to_string(options.connect_timeout.count()) + " ms");
+      }
     }
     last_out = Clock::now();
   }
@@ -30,7 +36,12 @@ struct Client::Impl {
     const Clock::time_point deadline = Clock::now() + timeout;
     for (;;) {
       const auto heartbeat = options.heartbeat;
-      if (!closed && Clock::now() - last_out >= heartbeat) send(Ping{});
+      if (!closed && Clock::now() - last_out >= heartbeat) {
+        try {
+          send(Ping{});
+        } catch (const ClientError&) {  // no connection: the wait below tells
+        }
+      }
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       const auto wait = std::clamp(left, std::chrono::milliseconds(0), heartbeat);
       zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
@@ -107,6 +118,7 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
   Impl& c = *impl_;
   c.options = std::move(options);
   c.socket.set(zmq::sockopt::linger, 0);
+  c.socket.set(zmq::sockopt::sndtimeo, static_cast<int>(c.options.connect_timeout.count()));
   c.socket.set(zmq::sockopt::routing_id, "c/" + c.options.name);
   if (!c.options.curve_server_key.empty()) {
     c.socket.set(zmq::sockopt::curve_serverkey, c.options.curve_server_key);
@@ -141,8 +153,9 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>()) {
 
 Client::~Client() {
   try {
+    impl_->socket.set(zmq::sockopt::sndtimeo, 0);  // never wait in a destructor
     if (!impl_->closed) impl_->send(Bye{"client closing"});
-  } catch (const zmq::error_t&) {
+  } catch (const std::exception&) {  // no connection: nothing to say goodbye to
   }
 }
 
@@ -166,7 +179,7 @@ void Client::unregister_name(std::string_view name) { impl_->send(UnregisterName
 void Client::credit(std::uint32_t messages) { impl_->send(Credit{messages}); }
 void Client::reply(std::uint64_t correlation_id, std::string_view payload, std::string_view content_type, bool final,
                    AskStatus status) {
-  Reply r;
+  ClientReply r;
   r.id = correlation_id;
   r.status = static_cast<std::uint8_t>(status);
   r.final = final;

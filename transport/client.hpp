@@ -35,6 +35,8 @@ struct ClientOptions {
   std::string token;                    // when the gateway requires one
   // CURVE (Z85 keys, 40 characters each): all three or none.
   std::string curve_server_key, curve_public_key, curve_secret_key;
+  /// How long to wait for WELCOME, and for ZeroMQ to take a message (a send
+  /// that cannot be queued for that long throws ClientError).
   std::chrono::milliseconds connect_timeout{5000};
 };
 

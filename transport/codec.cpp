@@ -226,7 +226,7 @@ Body read_body(Reader& r, Command c) {
       q.payload = r.bytes("payload", l.max_payload_bytes);
       return q;
     }
-    case Command::reply: return Reply{read_reply(r, "correlation id")};
+    case Command::reply: return ClientReply{read_reply(r, "correlation id")};
     case Command::answer: return Answer{read_reply(r, "request id")};
     case Command::register_name: return RegisterName{r.str("name", l.max_name_bytes)};
     case Command::unregister_name: return UnregisterName{r.str("name", l.max_name_bytes)};
@@ -359,7 +359,7 @@ Frames encode(const Body& body, std::uint8_t version) {
         } else if constexpr (std::is_same_v<T, Request>) {
           w.uint(b.request_id, 8).uint(static_cast<std::uint8_t>(b.target_kind), 1).raw(b.target).uint(b.timeout_ms, 4);
           w.raw(b.content_type).raw(b.payload);
-        } else if constexpr (std::is_same_v<T, Reply> || std::is_same_v<T, Answer>) {
+        } else if constexpr (std::is_same_v<T, ClientReply> || std::is_same_v<T, Answer>) {
           write_reply(w, b);
         } else if constexpr (std::is_same_v<T, RegisterName> || std::is_same_v<T, UnregisterName>) {
           w.raw(b.name);

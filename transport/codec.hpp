@@ -124,7 +124,7 @@ struct ReplyFields {
   std::string_view content_type;
   std::string_view payload;
 };
-struct Reply : ReplyFields {};   // client -> gateway
+struct ClientReply : ReplyFields {};  // REPLY from a client: answering a request it received
 struct Answer : ReplyFields {};  // gateway -> client
 struct RegisterName {
   std::string_view name;
@@ -164,7 +164,7 @@ struct Error {
   std::uint64_t context = 0;
 };
 
-using Body = std::variant<Hello, Sub, Unsub, Pub, Send, Request, Reply, RegisterName, UnregisterName, Credit, Welcome,
+using Body = std::variant<Hello, Sub, Unsub, Pub, Send, Request, ClientReply, RegisterName, UnregisterName, Credit, Welcome,
                           Msg, Deliver, Answer, Ping, Pong, Bye, Error>;
 
 /// The command code of a body.

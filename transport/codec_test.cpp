@@ -38,11 +38,11 @@ TEST(Codec, EveryCommandRoundTrips) {
   EXPECT_EQ(req.request_id, 0x0102030405060708u);
   EXPECT_EQ(req.target_kind, TargetKind::name);
   EXPECT_EQ(req.timeout_ms, 250u);
-  Reply r;
+  ClientReply r;
   r.id = 9;
   r.status = 5;
   r.final = false;
-  auto reply = std::get<Reply>(round_trip(r).body);
+  auto reply = std::get<ClientReply>(round_trip(r).body);
   EXPECT_EQ(reply.id, 9u);
   EXPECT_EQ(reply.status, 5);
   EXPECT_FALSE(reply.final);

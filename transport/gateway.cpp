@@ -42,6 +42,19 @@ std::string_view to_string(GatewayDrop d) noexcept {
   return "unknown";
 }
 
+std::string_view to_string(SessionEnd e) noexcept {
+  switch (e) {
+    case SessionEnd::bye: return "bye";
+    case SessionEnd::heartbeat: return "heartbeat";
+    case SessionEnd::slow_consumer: return "slow_consumer";
+    case SessionEnd::unroutable: return "unroutable";
+    case SessionEnd::reconnected: return "reconnected";
+    case SessionEnd::version_mismatch: return "version_mismatch";
+    case SessionEnd::gateway_stopped: return "gateway_stopped";
+  }
+  return "unknown";
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -240,8 +253,9 @@ struct Gateway::State {
   std::uint64_t metrics_callback = 0;
 
   // Counters (GatewayStats).
-  std::atomic<std::uint64_t> clients{0}, opened{0}, closed{0}, frames_in{0}, frames_out{0}, bytes_in{0}, bytes_out{0},
-      errors_sent{0}, handshake_failures{0}, heartbeat_misses{0}, slow_disconnects{0}, curve_refused{0};
+  std::atomic<std::uint64_t> clients{0}, opened{0}, frames_in{0}, frames_out{0}, bytes_in{0}, bytes_out{0},
+      errors_sent{0}, handshake_failures{0}, curve_refused{0};
+  std::array<std::atomic<std::uint64_t>, kSessionEndCount> ended{};
   std::array<std::atomic<std::uint64_t>, kGatewayDropCount> dropped{};
 
   void count_drop(GatewayDrop reason, std::uint32_t index = ~0u) noexcept {
@@ -392,7 +406,8 @@ struct Gateway::State {
       std::istringstream keys(read_file(config.curve_allowed_keys_file, "curve_allowed_keys_file"));
       std::string line;
       for (int n = 1; std::getline(keys, line); ++n) {
-        std::string_view t = trim(line.substr(0, line.find('#')));
+        const std::string uncommented = line.substr(0, line.find('#'));
+        const std::string_view t = trim(uncommented);
         if (t.empty()) continue;
         allowed_keys.insert(decode_key(t, "gateway: curve_allowed_keys_file line " + std::to_string(n)));
       }
@@ -439,7 +454,7 @@ struct Gateway::State {
       if (!s) continue;
       send_error(s->routing_id, ErrorCode::shutting_down, "the gateway is stopping");
       send_control(s->routing_id, Bye{"shutting down"});
-      end_session(*s, "gateway stopped");
+      end_session(*s, SessionEnd::gateway_stopped);
     }
     take_inbox();  // count what arrived for sessions that are gone now
   }
@@ -488,7 +503,7 @@ struct Gateway::State {
       if (e.code == ErrorCode::version_mismatch) {
         handshake_failures.fetch_add(1, std::memory_order_relaxed);
         send_control(routing_id, Bye{"version mismatch"});
-        if (s != nullptr) end_session(*s, "version mismatch");
+        if (s != nullptr) end_session(*s, SessionEnd::version_mismatch);
       }
       if (s != nullptr) s->last_in = Clock::now();
       return;
@@ -498,7 +513,7 @@ struct Gateway::State {
       // A HELLO from a routing id with a live session is that client
       // reconnecting (ROUTER_HANDOVER gave it the old connection's place):
       // the old session ends as if it had said BYE.
-      if (s != nullptr) end_session(*s, "reconnected");
+      if (s != nullptr) end_session(*s, SessionEnd::reconnected);
       open_session(routing_id, *hello);
       return;
     }
@@ -605,8 +620,7 @@ struct Gateway::State {
   // Ends a session for whatever reason: its subscriptions and names are
   // released, requests it received are answered dead_agent, what was queued
   // for it is dropped and counted.
-  void end_session(Session& s, std::string_view reason) SWARM_REQUIRES(mu) {
-    (void)reason;
+  void end_session(Session& s, SessionEnd reason) SWARM_REQUIRES(mu) {
     slots[s.index].generation.store(0, std::memory_order_release);  // workers stop queuing first
     for (auto& [sid, id] : s.subs) rt.router().unsubscribe(id);
     for (const std::string& n : s.names) rt.unregister_name(n, s.ref);
@@ -623,7 +637,7 @@ struct Gateway::State {
     sessions[index].reset();
     free_slots.push_back(index);
     clients.fetch_sub(1, std::memory_order_relaxed);
-    closed.fetch_add(1, std::memory_order_relaxed);
+    ended[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
   }
 
   // -- commands from a client ---
@@ -738,7 +752,7 @@ struct Gateway::State {
     deadlines.emplace(deadline, id);
   }
 
-  void on_command(Session& s, Reply& c) SWARM_REQUIRES(mu) {
+  void on_command(Session& s, ClientReply& c) SWARM_REQUIRES(mu) {
     auto it = s.inbound.find(c.id);
     if (it == s.inbound.end()) {
       return send_error(s.routing_id, ErrorCode::unknown_request,
@@ -778,7 +792,7 @@ struct Gateway::State {
   }
   void on_command(Session& s, Ping&) SWARM_REQUIRES(mu) { send_now(s, encode(Pong{})); }
   void on_command(Session&, Pong&) {}
-  void on_command(Session& s, Bye&) SWARM_REQUIRES(mu) { end_session(s, "bye"); }
+  void on_command(Session& s, Bye&) SWARM_REQUIRES(mu) { end_session(s, SessionEnd::bye); }
   void on_command(Session& s, Error& c) SWARM_REQUIRES(mu) {
     (void)c;  // a client's error report: counted with the frames, nothing to do
     (void)s;
@@ -904,7 +918,7 @@ struct Gateway::State {
       if (e.num() == EHOSTUNREACH) {  // the client is gone (ROUTER_MANDATORY tells)
         for (std::size_t i = 0; i < s.pending.size(); ++i) count_drop(GatewayDrop::unroutable);
         s.pending.clear();
-        end_session(s, "unroutable");
+        end_session(s, SessionEnd::unroutable);
         return;
       }
       throw;
@@ -942,23 +956,22 @@ struct Gateway::State {
       s->requests.erase(p.request_id);
       answer_now(*s, p.request_id, AskStatus::timeout);
     }
-    std::vector<Session*> expired;
+    std::vector<std::pair<Session*, SessionEnd>> expired;
     for (auto& sp : sessions) {
       if (!sp) continue;
       Session& s = *sp;
       if (now - s.last_in > 3 * s.heartbeat) {
-        expired.push_back(&s);
+        expired.emplace_back(&s, SessionEnd::heartbeat);
         continue;
       }
       if (slots[s.index].queued.load(std::memory_order_relaxed) >= static_cast<std::int64_t>(config.max_outbound)) {
         if (s.full_since == Clock::time_point{}) s.full_since = now;
         if (now - s.full_since > config.slow_client_grace) {
-          slow_disconnects.fetch_add(1, std::memory_order_relaxed);
           send_error(s.routing_id, ErrorCode::slow_consumer,
                      "client \"" + s.name + "\": its outbound queue stayed full (" + std::to_string(config.max_outbound) +
                          " messages) for over " + std::to_string(config.slow_client_grace.count()) + " ms");
           send_control(s.routing_id, Bye{"slow consumer"});
-          expired.push_back(&s);
+          expired.emplace_back(&s, SessionEnd::slow_consumer);
           continue;
         }
       } else {
@@ -970,10 +983,7 @@ struct Gateway::State {
       }
       if (now - s.last_out >= s.heartbeat) send_now(s, encode(Ping{}));
     }
-    for (Session* s : expired) {
-      if (now - s->last_in > 3 * s->heartbeat) heartbeat_misses.fetch_add(1, std::memory_order_relaxed);
-      end_session(*s, "heartbeat");
-    }
+    for (auto [s, reason] : expired) end_session(*s, reason);
   }
 
   // -- CURVE: the ZAP handler (RFC 27), on the I/O thread ---
@@ -1024,10 +1034,10 @@ struct Gateway::State {
     c.counter("swarm_gateway_errors_sent_total", "ERROR frames the gateway sent", {}, static_cast<double>(errors_sent.load()));
     c.counter("swarm_gateway_handshake_failures_total", "HELLOs refused (version, token, name, limits)", {},
               static_cast<double>(handshake_failures.load()));
-    c.counter("swarm_gateway_heartbeat_misses_total", "Sessions ended because the client fell silent", {},
-              static_cast<double>(heartbeat_misses.load()));
-    c.counter("swarm_gateway_slow_disconnects_total", "Sessions ended as slow consumers", {},
-              static_cast<double>(slow_disconnects.load()));
+    for (int i = 0; i < kSessionEndCount; ++i) {
+      c.counter("swarm_gateway_sessions_ended_total", "Gateway sessions ended, by reason (heartbeat: the client fell silent)",
+                {{"reason", std::string(to_string(static_cast<SessionEnd>(i)))}}, static_cast<double>(ended[i].load()));
+    }
     c.counter("swarm_gateway_curve_refused_total", "CURVE handshakes refused: key not on the allow-list", {},
               static_cast<double>(curve_refused.load()));
   }
@@ -1077,15 +1087,13 @@ GatewayStats Gateway::stats() const {
   GatewayStats st;
   st.clients = s.clients.load();
   st.sessions_opened = s.opened.load();
-  st.sessions_closed = s.closed.load();
   st.frames_in = s.frames_in.load();
   st.frames_out = s.frames_out.load();
   st.bytes_in = s.bytes_in.load();
   st.bytes_out = s.bytes_out.load();
   st.errors_sent = s.errors_sent.load();
   st.handshake_failures = s.handshake_failures.load();
-  st.heartbeat_misses = s.heartbeat_misses.load();
-  st.slow_disconnects = s.slow_disconnects.load();
+  for (int i = 0; i < kSessionEndCount; ++i) st.sessions_ended[i] = s.ended[i].load();
   st.curve_refused = s.curve_refused.load();
   for (const State::Slot& slot : s.slots) {
     st.outbound_queued += static_cast<std::uint64_t>(std::max<std::int64_t>(0, slot.queued.load(std::memory_order_relaxed)));

@@ -68,17 +68,28 @@ enum class GatewayDrop : std::uint8_t {
 inline constexpr int kGatewayDropCount = 5;
 std::string_view to_string(GatewayDrop d) noexcept;
 
+/// Why a session ended. Metric labels.
+enum class SessionEnd : std::uint8_t {
+  bye,               // the client said BYE
+  heartbeat,         // the client fell silent for 3 heartbeat intervals
+  slow_consumer,     // its queue stayed full past slow_client_grace
+  unroutable,        // ZeroMQ could no longer route to it (its connection is gone)
+  reconnected,       // a new HELLO from the same routing id took over
+  version_mismatch,  // it spoke another protocol version
+  gateway_stopped,   // Gateway::stop()
+};
+inline constexpr int kSessionEndCount = 7;
+std::string_view to_string(SessionEnd e) noexcept;
+
 /// Totals since start.
 struct GatewayStats {
   std::uint64_t clients = 0;            // sessions now
   std::uint64_t sessions_opened = 0;
-  std::uint64_t sessions_closed = 0;
   std::uint64_t frames_in = 0, frames_out = 0;  // SWP messages
   std::uint64_t bytes_in = 0, bytes_out = 0;
   std::uint64_t errors_sent = 0;        // ERROR frames sent
   std::uint64_t handshake_failures = 0;  // HELLOs refused (version, token, name, limits)
-  std::uint64_t heartbeat_misses = 0;   // sessions ended for silence
-  std::uint64_t slow_disconnects = 0;   // sessions ended as slow consumers
+  std::array<std::uint64_t, kSessionEndCount> sessions_ended{};  // by SessionEnd
   std::uint64_t curve_refused = 0;      // CURVE keys not on the allow-list
   std::uint64_t outbound_queued = 0;    // messages waiting for clients now
   std::array<std::uint64_t, kGatewayDropCount> dropped{};  // by GatewayDrop
