@@ -45,6 +45,16 @@ AdminServer::~AdminServer() { stop(); }
 
 void AdminServer::add_page(std::string path, Page page) { pages_.emplace_back(std::move(path), std::move(page)); }
 
+void AdminServer::set_dynamic_page(std::string path, Page page) {
+  MutexLock lock(dynamic_mu_);
+  dynamic_pages_[std::move(path)] = std::move(page);
+}
+
+void AdminServer::remove_dynamic_page(const std::string& path) {
+  MutexLock lock(dynamic_mu_);
+  dynamic_pages_.erase(path);
+}
+
 void AdminServer::add_readiness_check(std::string name, ReadinessCheck check) {
   checks_.emplace_back(std::move(name), std::move(check));
 }
@@ -91,9 +101,21 @@ void AdminServer::start() {
   route("/readyz", [this](const AdminRequest&) { return ready(); });
   route("/debug/flamegraph", [this](const AdminRequest& r) { return flamegraph(r); });
   for (auto& [path, page] : pages_) route(path, page);
+  // Pages that come and go: looked up per request.
+  http->Get(R"(/debug/.+)", [this](const httplib::Request& req, httplib::Response& res) {
+    Page page;
+    {
+      MutexLock lock(dynamic_mu_);
+      if (auto it = dynamic_pages_.find(req.path); it != dynamic_pages_.end()) page = it->second;
+    }
+    if (!page) page = [](const AdminRequest& r) { return AdminResponse{404, "text/plain; charset=utf-8", "admin: no page " + r.path + "\n"}; };
+    serve(page, req, res);
+  });
   route("/", [this](const AdminRequest&) {
     std::string body = "swarm admin\n/metrics\n/healthz\n/readyz\n/debug/flamegraph?seconds=N&format=folded|svg&type=cpu|logical\n";
     for (const auto& p : pages_) body += p.first + "\n";
+    MutexLock lock(dynamic_mu_);
+    for (const auto& p : dynamic_pages_) body += p.first + "\n";
     return AdminResponse{200, "text/plain; charset=utf-8", body};
   });
   int port = address_.port == 0 ? http->bind_to_any_port(address_.host)

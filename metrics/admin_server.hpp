@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/mutex.hpp"
 #include "base/result.hpp"
 #include "metrics/flamegraph.hpp"
 #include "metrics/registry.hpp"
@@ -73,6 +74,10 @@ class AdminServer {
 
   // -- before start() ---
   void add_page(std::string path, Page page);
+  /// A page under /debug/ that can come and go while serving (e.g. a
+  /// gateway's). Replaces one of the same path. Any time, any thread.
+  void set_dynamic_page(std::string path, Page page);
+  void remove_dynamic_page(const std::string& path);
   /// /readyz answers 503 listing every failing check's name and error.
   void add_readiness_check(std::string name, ReadinessCheck check);
   void set_logical_profile(LogicalProfile source);
@@ -93,6 +98,8 @@ class AdminServer {
   AdminAddress address_;
   std::uint16_t port_ = 0;
   std::vector<std::pair<std::string, Page>> pages_;
+  Mutex dynamic_mu_;
+  std::map<std::string, Page> dynamic_pages_ SWARM_GUARDED_BY(dynamic_mu_);
   std::vector<std::pair<std::string, ReadinessCheck>> checks_;
   LogicalProfile logical_;
   std::unique_ptr<httplib::Server> http_;

@@ -192,6 +192,10 @@ RuntimeStats RuntimeCore::stats() const {
 
 metrics::Registry& RuntimeCore::metrics() noexcept { return telemetry_->registry(); }
 std::uint16_t RuntimeCore::admin_port() const noexcept { return telemetry_->admin_port(); }
+void RuntimeCore::set_debug_page(std::string path, std::function<std::string()> render) {
+  telemetry_->set_debug_page(std::move(path), std::move(render));
+}
+void RuntimeCore::remove_debug_page(const std::string& path) { telemetry_->remove_debug_page(path); }
 metrics::FoldedStacks RuntimeCore::logical_profile() const { return telemetry_->logical_profile(); }
 
 void RuntimeCore::warn_unmatched_type_keys() const {
@@ -292,6 +296,10 @@ std::vector<std::string> Runtime::unmatched_type_keys() const { return core_->un
 
 metrics::Registry& Runtime::metrics() noexcept { return core_->metrics(); }
 std::uint16_t Runtime::admin_port() const noexcept { return core_->admin_port(); }
+void Runtime::set_debug_page(std::string path, std::function<std::string()> render) {
+  core_->set_debug_page(std::move(path), std::move(render));
+}
+void Runtime::remove_debug_page(const std::string& path) { core_->remove_debug_page(path); }
 metrics::FoldedStacks Runtime::logical_profile() const { return core_->logical_profile(); }
 void Runtime::note_restart() noexcept { core_->note_restart(); }
 

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <new>
@@ -282,6 +283,11 @@ class Runtime {
   metrics::Registry& metrics() noexcept;
   /// The admin HTTP port bound (telemetry.admin), 0 without one.
   std::uint16_t admin_port() const noexcept;
+  /// Serves `path` (under /debug/) on the admin port as the JSON `render`
+  /// returns, until removed (e.g. a gateway's /debug/gateway). Nothing
+  /// without an admin port. Any thread; `render` runs on the admin server's.
+  void set_debug_page(std::string path, std::function<std::string()> render);
+  void remove_debug_page(const std::string& path);
   /// Handler time since start by "supervisor path;agent type;topic", in ns
   /// (sampled 1 in telemetry.sample_every, scaled up).
   metrics::FoldedStacks logical_profile() const;

@@ -183,6 +183,7 @@ struct Gateway::State {
     std::uint64_t next_inbound = 0;
     std::unordered_map<std::uint64_t, std::uint64_t> requests;  // its request id -> the gateway's id
     std::uint64_t frames_in = 0, frames_out = 0;
+    bool named_slow = false;  // logged once as a slow client
   };
 
   // A client's request waiting for its answer, by the gateway's id.
@@ -977,6 +978,14 @@ struct Gateway::State {
       } else {
         s.full_since = {};
       }
+      if (!s.named_slow && slots[s.index].dropped.load(std::memory_order_relaxed) > 0) {
+        s.named_slow = true;
+        std::fprintf(stderr,
+                     "swarm gateway: client \"%s\" does not keep up: messages for it are dropped once its outbound queue "
+                     "holds max_outbound (%zu). Logged once per session; swarm_gateway_dropped_total{reason=\"queue_full\"} "
+                     "counts every one, /debug/gateway names the slowest clients.\n",
+                     s.name.c_str(), config.max_outbound);
+      }
       // Requests it never answered: their askers time out on their own side.
       if (!s.inbound.empty()) {
         std::erase_if(s.inbound, [&](const auto& kv) { return now - kv.second.since > config.max_request_timeout; });
@@ -1058,6 +1067,7 @@ Gateway::Gateway(Runtime& rt, GatewayConfig config) {
   s.bind_and_configure();
   s.node = rt.attach_node(s.client_node);
   s.metrics_callback = rt.metrics().add_callback([&s](metrics::Collector& c) { s.publish_metrics(c); });
+  rt.set_debug_page("/debug/gateway", [this] { return debug_page(); });
   s.io = std::thread([&s] { s.run(); });
 }
 
@@ -1075,6 +1085,7 @@ void Gateway::stop() {
   s.rt.router().synchronize();
   s.rt.detach_node(s.node);
   s.rt.metrics().remove_callback(s.metrics_callback);
+  s.rt.remove_debug_page("/debug/gateway");
   s.router.close();
   if (s.zap) s.zap.close();
 }
@@ -1100,6 +1111,28 @@ GatewayStats Gateway::stats() const {
   }
   for (int i = 0; i < kGatewayDropCount; ++i) st.dropped[i] = s.dropped[i].load();
   return st;
+}
+
+std::string Gateway::debug_page() const {
+  const GatewayStats st = stats();
+  nlohmann::json dropped = nlohmann::json::object(), ended = nlohmann::json::object();
+  for (int i = 0; i < kGatewayDropCount; ++i) dropped[std::string(to_string(static_cast<GatewayDrop>(i)))] = st.dropped[i];
+  for (int i = 0; i < kSessionEndCount; ++i) ended[std::string(to_string(static_cast<SessionEnd>(i)))] = st.sessions_ended[i];
+  nlohmann::json slowest = nlohmann::json::array();
+  for (const ClientSummary& c : clients(20)) {
+    slowest.push_back({{"name", c.name}, {"address", to_string(c.ref)}, {"queued", c.queued}, {"dropped", c.dropped},
+                       {"subscriptions", c.subscriptions}, {"frames_in", c.frames_in}, {"frames_out", c.frames_out}});
+  }
+  return nlohmann::json{{"endpoint", endpoint()},
+                        {"node", node()},
+                        {"clients", st.clients},
+                        {"sessions_opened", st.sessions_opened},
+                        {"sessions_ended", ended},
+                        {"outbound_queued", st.outbound_queued},
+                        {"max_outbound", state_->config.max_outbound},
+                        {"dropped", dropped},
+                        {"slowest_clients", slowest}}
+      .dump(2);
 }
 
 std::vector<ClientSummary> Gateway::clients(std::size_t limit) const {

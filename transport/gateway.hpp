@@ -129,6 +129,8 @@ class Gateway {
   GatewayStats stats() const;
   /// Connected clients, those with the most queued, then most dropped, first.
   std::vector<ClientSummary> clients(std::size_t limit = 100) const;
+  /// /debug/gateway on the runtime's admin port: totals and the slowest clients, as JSON.
+  std::string debug_page() const;
 
   struct State;  // everything behind the API (gateway.cpp)
 

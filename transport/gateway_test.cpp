@@ -6,6 +6,7 @@
 #include "transport/gateway.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -678,16 +679,30 @@ TEST(Gateway, CreditLimitsWhatIsSentUntilGranted) {
   gw.stop();
 }
 
-TEST(Gateway, MetricsDescribeTheGateway) {
-  Runtime rt(two_workers());
+TEST(Gateway, MetricsAndTheDebugPageDescribeTheGateway) {
+  RuntimeConfig rc = two_workers();
+  rc.telemetry.admin = "127.0.0.1:0";
+  Runtime rt(rc);
   Gateway gw(rt, loopback());
   Client c(client(gw, "seen"));
   ASSERT_TRUE(eventually([&] { return gw.stats().clients == 1; }));
-  const std::string text = rt.metrics().render();
-  EXPECT_NE(text.find("swarm_gateway_clients 1"), std::string::npos);
-  EXPECT_NE(text.find("swarm_gateway_dropped_total{reason=\"queue_full\"}"), std::string::npos);
-  EXPECT_NE(text.find("swarm_gateway_frames_total{direction=\"in\"}"), std::string::npos);
+  httplib::Client http("127.0.0.1", rt.admin_port());
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("swarm_gateway_clients 1"), std::string::npos);
+  EXPECT_NE(metrics->body.find("swarm_gateway_dropped_total{reason=\"queue_full\"} 0"), std::string::npos);
+  EXPECT_NE(metrics->body.find("swarm_gateway_frames_total{direction=\"in\"}"), std::string::npos);
+  EXPECT_NE(metrics->body.find("swarm_gateway_sessions_ended_total{reason=\"heartbeat\"} 0"), std::string::npos);
+  auto page = http.Get("/debug/gateway");
+  ASSERT_TRUE(page);
+  ASSERT_EQ(page->status, 200);
+  const auto j = nlohmann::json::parse(page->body);
+  EXPECT_EQ(j["clients"], 1);
+  EXPECT_EQ(j["slowest_clients"][0]["name"], "seen");
   gw.stop();
+  auto gone = http.Get("/debug/gateway");
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 404);
 }
 
 TEST(Gateway, BadConfigurationIsNamed) {

@@ -9,8 +9,12 @@
 // SIGINT/SIGTERM say BYE to every client and exit 0.
 
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
+#include <zmq.h>
+
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <thread>
 
@@ -56,6 +60,29 @@ class Stream : public swarm::Agent {
   }
 };
 
+// A CURVE key pair as two files of one Z85 line each.
+int write_keypair(const std::string& prefix) {
+  char public_key[41], secret_key[41];
+  if (zmq_curve_keypair(public_key, secret_key) != 0) {
+    std::cerr << "swarm-gateway: --keygen: this libzmq has no CURVE support" << std::endl;
+    return 2;
+  }
+  const std::string secret_path = prefix + ".key", public_path = prefix + ".pub";
+  const mode_t old_mask = umask(077);  // the secret key is readable by its owner only
+  std::ofstream secret(secret_path);
+  secret << secret_key << "\n";
+  umask(old_mask);
+  std::ofstream pub(public_path);
+  pub << public_key << "\n";
+  if (!secret || !pub) {
+    std::cerr << "swarm-gateway: --keygen: cannot write " << secret_path << " or " << public_path << std::endl;
+    return 2;
+  }
+  std::cout << "swarm-gateway: wrote " << secret_path << " (secret: --curve-secret-key-file) and " << public_path
+            << " (public: give it to clients, or add it to an allowed-keys file)" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -84,7 +111,12 @@ int main(int argc, char** argv) {
                  "with CURVE: allowed client public keys, one Z85 key per line");
   app.add_option("--admin-port", admin_port, "serve /metrics and /debug on this port (0 = none)");
   app.add_flag("--demo-agents", demo_agents, "host the echo and stream agents (see the program's header)");
+  std::string keygen;
+  app.add_option("--keygen", keygen,
+                 "write a new CURVE key pair to PREFIX.key (secret, mode 600) and PREFIX.pub, then exit")
+      ->option_text("PREFIX");
   CLI11_PARSE(app, argc, argv);
+  if (!keygen.empty()) return write_keypair(keygen);
   gw.heartbeat = std::chrono::milliseconds(heartbeat_ms);
   gw.slow_client_grace = std::chrono::milliseconds(slow_grace_ms);
 

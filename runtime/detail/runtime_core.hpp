@@ -127,6 +127,8 @@ class RuntimeCore final : public RuntimeView {
   std::vector<std::string> unmatched_type_keys() const;
   metrics::Registry& metrics() noexcept;
   std::uint16_t admin_port() const noexcept;
+  void set_debug_page(std::string path, std::function<std::string()> render);
+  void remove_debug_page(const std::string& path);
   metrics::FoldedStacks logical_profile() const;
   void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
 

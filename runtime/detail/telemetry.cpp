@@ -114,6 +114,17 @@ void Telemetry::stop() {
 
 std::uint16_t Telemetry::admin_port() const noexcept { return admin_ ? admin_->port() : 0; }
 
+void Telemetry::set_debug_page(std::string path, std::function<std::string()> render) {
+  if (!admin_) return;
+  admin_->set_dynamic_page(std::move(path), [render = std::move(render)](const metrics::AdminRequest&) {
+    return metrics::AdminResponse{200, "application/json", render()};
+  });
+}
+
+void Telemetry::remove_debug_page(const std::string& path) {
+  if (admin_) admin_->remove_dynamic_page(path);
+}
+
 void Telemetry::init_type(AgentTypeInfo& type) {
   if (!on_) return;
   MutexLock lock(paths_mu_);

@@ -14,6 +14,7 @@
 // the admin server and the watchdog thread.
 
 #include <atomic>
+#include <functional>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -121,6 +122,9 @@ class Telemetry {
   std::string topics_json(std::size_t top) const;
   /// The bound admin port, 0 without one.
   std::uint16_t admin_port() const noexcept;
+  /// A JSON page under /debug/ (Runtime::set_debug_page); nothing without an admin port.
+  void set_debug_page(std::string path, std::function<std::string()> render);
+  void remove_debug_page(const std::string& path);
 
  private:
   void collect(metrics::Collector& c);
