@@ -407,9 +407,9 @@ struct Gateway::State {
       std::istringstream keys(read_file(config.curve_allowed_keys_file, "curve_allowed_keys_file"));
       std::string line;
       for (int n = 1; std::getline(keys, line); ++n) {
-        const std::string uncommented = line.substr(0, line.find('#'));
-        const std::string_view t = trim(uncommented);
-        if (t.empty()) continue;
+        // Whole-line comments only: '#' is one of Z85's characters.
+        const std::string_view t = trim(line);
+        if (t.empty() || t.front() == '#') continue;
         allowed_keys.insert(decode_key(t, "gateway: curve_allowed_keys_file line " + std::to_string(n)));
       }
       zap = zmq::socket_t(ctx, zmq::socket_type::rep);

@@ -48,7 +48,8 @@ struct GatewayConfig {
   /// When set, HELLO must carry this token.
   std::string auth_token;
   /// CURVE: the gateway's secret key (a file with the 40-character Z85 key)
-  /// and the allowed client public keys (one Z85 key per line, # comments).
+  /// and the allowed client public keys (one Z85 key per line; lines that
+  /// start with # are comments).
   /// Both or neither.
   std::string curve_secret_key_file;
   std::string curve_allowed_keys_file;
