@@ -414,9 +414,17 @@ const Router::Resolved* Router::rebuild(TopicId id, TopicEntry& e) {
     auto& members = r->groups[g].members;
     if (members.empty() || members.back() != grouped[i]->who) members.push_back(grouped[i]->who);
   }
-  // Each group's cursor carries over from the set this one replaces: a fresh
-  // cursor would restart at the first member, which under subscription churn
-  // (or with the cache off) would get more than its share. Both are sorted by name.
+  // A topic's first set starts its cursors at a member picked by the topic id:
+  // with every cursor at 0, a group subscribed by wildcard would get each
+  // newly seen topic's first message on its first member (all of them, when
+  // topics are used once). Each group's cursor then carries over from the set
+  // this one replaces: a fresh cursor would restart, which under subscription
+  // churn (or with the cache off) gives one member more than its share. Both
+  // sets are sorted by name.
+  for (std::uint32_t i = 0; i < groups; ++i) {
+    r->groups[i].next.store(static_cast<std::uint32_t>((std::uint64_t{id} * 0x9E3779B97F4A7C15ull) >> 40),
+                            std::memory_order_relaxed);
+  }
   if (old != nullptr) {
     for (std::uint32_t i = 0, j = 0; i < groups && j < old->group_count;) {
       const int c = r->groups[i].name.compare(old->groups[j].name);

@@ -105,6 +105,19 @@ TEST(Router, QueueGroupDeliversToExactlyOneMemberRoundRobin) {
   EXPECT_EQ(ep.count(20), 30u);
 }
 
+// Topics seen once each (task ids in the topic): every one is a new cursor,
+// and they must not all start at the same member.
+TEST(Router, AWildcardQueueGroupSpreadsTopicsSeenOnce) {
+  Router r;
+  RecordingEndpoint ep;
+  for (std::uint64_t a = 1; a <= 3; ++a) ASSERT_TRUE(r.subscribe("tasks.>", {&ep, a}, "workers"));
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(r.publish("tasks." + std::to_string(i), Payload::of(i))->delivered, 1u);
+  for (std::uint64_t a = 1; a <= 3; ++a) {
+    EXPECT_GT(ep.count(a), 50u) << "member " << a;
+    EXPECT_LT(ep.count(a), 150u) << "member " << a;
+  }
+}
+
 TEST(Router, RoundRobinStaysEvenUnderSubscriptionChurn) {
   Router r;
   RecordingEndpoint ep;
