@@ -62,6 +62,13 @@ constexpr std::size_t kMaxClientsLimit = (std::size_t{1} << 20) - 1;
 constexpr std::size_t kReceiveBatch = 256;  // messages read per wake-up before other work
 constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
 
+// A client's address is AgentRef{index, generation, node}: the low 20 bits of
+// the index are its session's slot, the bits above say which of its names it
+// was found by (0: none), so a message to a name arrives as DELIVER naming it.
+constexpr std::uint32_t kSlotBits = 20;
+constexpr std::uint32_t kSlotMask = (1u << kSlotBits) - 1;
+constexpr std::size_t kMaxNamesPerClient = (std::size_t{1} << (32 - kSlotBits)) - 1;
+
 // A subscription's address in the router: the session's slot index, the low
 // 12 bits of its generation, and the client's sid.
 std::uint64_t sub_address(std::uint32_t index, std::uint32_t generation, std::uint32_t sid) {
@@ -144,7 +151,8 @@ struct Gateway::State {
   // A message for a client, handed from any thread to the I/O thread.
   struct Outbound {
     Command kind = Command::msg;  // msg, deliver or answer
-    std::uint32_t index = 0, generation = 0;
+    std::uint32_t index = 0, generation = 0;  // the session
+    std::uint32_t name_slot = 0;               // DELIVER: the name it was sent to (0: none)
     std::uint32_t sid = 0;
     router::TopicId topic = 0;
     AgentRef sender, reply_to;
@@ -171,7 +179,7 @@ struct Gateway::State {
     bool credit_on = false;
     std::uint64_t credit = 0;
     std::unordered_map<std::uint32_t, router::SubscriptionId> subs;  // by sid
-    std::vector<std::string> names;
+    std::vector<std::string> names;  // registered names by name slot - 1 ("": free)
     std::deque<Outbound> pending;  // MSG/DELIVER waiting for credit or for ZeroMQ
     std::deque<Outbound> answers;  // answers to its requests: not subject to credit
     struct Inbound {               // a request it received and has not answered
@@ -269,7 +277,7 @@ struct Gateway::State {
   bool live(std::uint32_t index, std::uint32_t generation) const noexcept {
     return index < slots.size() && generation != 0 && slots[index].generation.load(std::memory_order_acquire) == generation;
   }
-  bool client_alive(AgentRef ref) const noexcept { return ref.node == node && live(ref.index, ref.generation); }
+  bool client_alive(AgentRef ref) const noexcept { return ref.node == node && live(ref.index & kSlotMask, ref.generation); }
 
   void post(Outbound&& o) {
     bool wake = false;
@@ -327,18 +335,20 @@ struct Gateway::State {
 
   SendResult deliver_to_client(AgentRef to, Message& m) noexcept {
     if (!client_alive(to)) return SendResult::dead_agent;
+    const std::uint32_t index = to.index & kSlotMask;
     const bool reply = m.system == SystemKind::reply;
     if (!reply && m.system != SystemKind::user) return SendResult::dead_agent;  // clients take no runtime messages
     if (m.payload.content_type() == ContentType::value && (!reply || m.status == 0)) {
-      count_drop(GatewayDrop::not_encodable, to.index);
+      count_drop(GatewayDrop::not_encodable, index);
       return SendResult::dead_agent;
     }
-    if (!reply && !reserve(to.index)) return SendResult::mailbox_full;
+    if (!reply && !reserve(index)) return SendResult::mailbox_full;
     try {
       Outbound o;
       o.kind = reply ? Command::answer : Command::deliver;
-      o.index = to.index;
+      o.index = index;
       o.generation = to.generation;
+      o.name_slot = to.index >> kSlotBits;
       o.sender = m.sender;
       o.reply_to = m.reply_to;
       o.correlation_id = m.correlation_id;
@@ -347,7 +357,7 @@ struct Gateway::State {
       o.payload = std::move(m.payload);
       post(std::move(o));
     } catch (...) {
-      if (!reply) slots[to.index].queued.fetch_sub(1, std::memory_order_relaxed);
+      if (!reply) slots[index].queued.fetch_sub(1, std::memory_order_relaxed);
       return SendResult::mailbox_full;
     }
     return SendResult::ok;
@@ -358,8 +368,9 @@ struct Gateway::State {
   std::string sender_text(AgentRef sender) SWARM_REQUIRES(mu) {
     if (!sender.valid()) return {};
     if (sender.node == node) {
-      if (sender.index < sessions.size() && sessions[sender.index] && sessions[sender.index]->generation == sender.generation) {
-        return "client/" + sessions[sender.index]->name;
+      const std::uint32_t index = sender.index & kSlotMask;
+      if (index < sessions.size() && sessions[index] && sessions[index]->generation == sender.generation) {
+        return "client/" + sessions[index]->name;
       }
       return "client/?";
     }
@@ -613,6 +624,7 @@ struct Gateway::State {
                               {"heartbeat_ms", heartbeat_ms},
                               {"max_payload", config.limits.max_payload_bytes},
                               {"max_outbound", config.max_outbound},
+                              {"max_request_timeout_ms", config.max_request_timeout.count()},
                               {"credit", credit_on}};
     const std::string text = welcome.dump();
     send_now(session, encode(Welcome{text}));
@@ -624,7 +636,9 @@ struct Gateway::State {
   void end_session(Session& s, SessionEnd reason) SWARM_REQUIRES(mu) {
     slots[s.index].generation.store(0, std::memory_order_release);  // workers stop queuing first
     for (auto& [sid, id] : s.subs) rt.router().unsubscribe(id);
-    for (const std::string& n : s.names) rt.unregister_name(n, s.ref);
+    for (std::size_t k = 0; k < s.names.size(); ++k) {
+      if (!s.names[k].empty()) rt.unregister_name(s.names[k], name_ref(s, k));
+    }
     for (auto& [id, in] : s.inbound) {
       (void)rt.forward_reply(in.reply_to, in.correlation_id, AskStatus::dead_agent, false, {});
     }
@@ -773,19 +787,36 @@ struct Gateway::State {
     if (c.final || status != AskStatus::ok) s.inbound.erase(it);
   }
 
+  // The address under which the session's name k is registered.
+  AgentRef name_ref(const Session& s, std::size_t k) const {
+    return AgentRef{s.index | static_cast<std::uint32_t>((k + 1) << kSlotBits), s.generation, node};
+  }
+
   void on_command(Session& s, RegisterName& c) SWARM_REQUIRES(mu) {
+    if (std::find(s.names.begin(), s.names.end(), c.name) != s.names.end()) return;  // holds it already
     const AgentRef holder = rt.whereis(c.name);
-    if (holder.valid() && holder != s.ref) {
+    if (holder.valid()) {
       return send_error(s.routing_id, ErrorCode::name_taken,
                         "REGISTER: \"" + std::string(c.name) + "\" is held by " +
                             (holder.node == node ? sender_text(holder) : to_string(holder)));
     }
-    if (auto r = rt.register_name(s.ref, c.name); !r) return send_error(s.routing_id, ErrorCode::bad_field, "REGISTER: " + r.error());
-    if (std::find(s.names.begin(), s.names.end(), c.name) == s.names.end()) s.names.emplace_back(c.name);
+    auto free = std::find(s.names.begin(), s.names.end(), std::string());
+    if (free == s.names.end() && s.names.size() == kMaxNamesPerClient) {
+      return send_error(s.routing_id, ErrorCode::bad_field,
+                        "REGISTER: a client holds at most " + std::to_string(kMaxNamesPerClient) + " names");
+    }
+    const std::size_t k = free != s.names.end() ? static_cast<std::size_t>(free - s.names.begin()) : s.names.size();
+    if (auto r = rt.register_name(name_ref(s, k), c.name); !r) {
+      return send_error(s.routing_id, ErrorCode::bad_field, "REGISTER: " + r.error());
+    }
+    if (k == s.names.size()) s.names.emplace_back();
+    s.names[k] = c.name;
   }
   void on_command(Session& s, UnregisterName& c) SWARM_REQUIRES(mu) {
-    rt.unregister_name(c.name, s.ref);
-    std::erase(s.names, std::string(c.name));
+    auto it = std::find(s.names.begin(), s.names.end(), c.name);
+    if (it == s.names.end()) return;
+    rt.unregister_name(c.name, name_ref(s, static_cast<std::size_t>(it - s.names.begin())));
+    it->clear();
   }
   void on_command(Session& s, Credit& c) SWARM_REQUIRES(mu) {
     s.credit += c.messages;
@@ -894,7 +925,9 @@ struct Gateway::State {
     if (o.kind == Command::msg) {
       return encode(Msg{o.sid, rt.router().topic_name(o.topic), sender, correlation, content_type, bytes});
     }
-    return encode(Deliver{"", sender, correlation, content_type, bytes});
+    std::string_view name;
+    if (o.name_slot != 0 && o.name_slot <= s.names.size()) name = s.names[o.name_slot - 1];
+    return encode(Deliver{name, sender, correlation, content_type, bytes});
   }
 
   // Hands the session's answers, then its messages (within its credit), to

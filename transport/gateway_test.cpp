@@ -321,6 +321,7 @@ TEST(Gateway, AClientWithANameAnswersAgentsAndClientsWithStreams) {
   ASSERT_TRUE(q);
   ASSERT_NE(q->correlation_id, 0u);
   EXPECT_EQ(q->payload, "question");
+  EXPECT_EQ(q->name, "py-llm");  // the name it was sent to
   responder.reply(q->correlation_id, "tok1", "text/plain", false);
   responder.reply(q->correlation_id, "tok2", "text/plain", false);
   responder.reply(q->correlation_id, "end", "text/plain", true);
