@@ -5,6 +5,8 @@
 //           request with its payload; republishes a plain message on "echoed".
 //   stream  name "stream", topics "stream.>": a request "N" is answered with
 //           N partial replies "0".."N-1", then a final "done".
+//   mirror  name "mirror": sends a plain message back to its sender's own
+//           address (a client gets it as DELIVER with an empty name).
 // Prints "swarm-gateway: listening on ENDPOINT" once clients can connect;
 // SIGINT/SIGTERM say BYE to every client and exit 0.
 
@@ -83,6 +85,19 @@ int write_keypair(const std::string& prefix) {
   return 0;
 }
 
+class Mirror : public swarm::Agent {
+ public:
+  static constexpr const char* kTypeName = "mirror";
+  void on_start() override { (void)register_name("mirror"); }
+  void on_message(swarm::Message& m) override {
+    if (m.is_request()) {
+      (void)reply(m, m.payload);
+    } else {
+      (void)send(m.sender, m.payload);
+    }
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -110,7 +125,7 @@ int main(int argc, char** argv) {
   app.add_option("--curve-allowed-keys-file", gw.curve_allowed_keys_file,
                  "with CURVE: allowed client public keys, one Z85 key per line");
   app.add_option("--admin-port", admin_port, "serve /metrics and /debug on this port (0 = none)");
-  app.add_flag("--demo-agents", demo_agents, "host the echo and stream agents (see the program's header)");
+  app.add_flag("--demo-agents", demo_agents, "host the echo, stream and mirror agents (see the program's header)");
   std::string keygen;
   app.add_option("--keygen", keygen,
                  "write a new CURVE key pair to PREFIX.key (secret, mode 600) and PREFIX.pub, then exit")
@@ -135,8 +150,11 @@ int main(int argc, char** argv) {
     if (demo_agents) {
       rt.spawn<Echo>();
       rt.spawn<Stream>();
-      // Clients may rely on the names at once: wait until both are registered.
-      for (int i = 0; i < 5000 && (!rt.whereis("echo").valid() || !rt.whereis("stream").valid()); ++i) {
+      rt.spawn<Mirror>();
+      // Clients may rely on the names at once: wait until all are registered.
+      for (int i = 0; i < 5000 && (!rt.whereis("echo").valid() || !rt.whereis("stream").valid() ||
+                                   !rt.whereis("mirror").valid());
+           ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     }
