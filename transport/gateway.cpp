@@ -825,10 +825,7 @@ struct Gateway::State {
   void on_command(Session& s, Ping&) SWARM_REQUIRES(mu) { send_now(s, encode(Pong{})); }
   void on_command(Session&, Pong&) {}
   void on_command(Session& s, Bye&) SWARM_REQUIRES(mu) { end_session(s, SessionEnd::bye); }
-  void on_command(Session& s, Error& c) SWARM_REQUIRES(mu) {
-    (void)c;  // a client's error report: counted with the frames, nothing to do
-    (void)s;
-  }
+  void on_command(Session&, Error&) {}  // a client's error report: counted with the frames, nothing to do
   void on_command(Session&, Hello&) {}  // handled before dispatch
   template <class T>
   void on_command(Session& s, T&) SWARM_REQUIRES(mu) {  // WELCOME, MSG, DELIVER, answers: gateway -> client only
