@@ -16,7 +16,6 @@
 #include <deque>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <queue>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -250,9 +249,7 @@ struct Gateway::State {
 
   // I/O thread only.
   std::unordered_map<std::uint64_t, PendingRequest> requests;
-  std::priority_queue<std::pair<Clock::time_point, std::uint64_t>, std::vector<std::pair<Clock::time_point, std::uint64_t>>,
-                      std::greater<>>
-      deadlines;
+  std::set<std::pair<Clock::time_point, std::uint64_t>> deadlines;  // of `requests`, soonest first
   std::uint64_t next_request = 0;
   std::set<std::uint32_t> blocked;  // sessions with messages waiting
   Clock::time_point next_tick{};
@@ -642,7 +639,9 @@ struct Gateway::State {
     for (auto& [id, in] : s.inbound) {
       (void)rt.forward_reply(in.reply_to, in.correlation_id, AskStatus::dead_agent, false, {});
     }
-    for (auto& [client_id, id] : s.requests) requests.erase(id);
+    for (auto& [client_id, id] : s.requests) {
+      if (auto it = requests.find(id); it != requests.end()) forget_request(it);
+    }
     for (std::size_t i = 0; i < s.pending.size(); ++i) count_drop(GatewayDrop::session_ended);
     slots[s.index].queued.store(0, std::memory_order_relaxed);
     blocked.erase(s.index);
@@ -653,6 +652,12 @@ struct Gateway::State {
     free_slots.push_back(index);
     clients.fetch_sub(1, std::memory_order_relaxed);
     ended[static_cast<int>(reason)].fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // A client's request is over (answered, timed out, or its session ended).
+  void forget_request(std::unordered_map<std::uint64_t, PendingRequest>::iterator it) {
+    deadlines.erase({it->second.deadline, it->first});
+    requests.erase(it);
   }
 
   // -- commands from a client ---
@@ -884,13 +889,13 @@ struct Gateway::State {
     const PendingRequest p = it->second;
     Session* s = sessions[p.index].get();
     if (s == nullptr || s->generation != p.generation) {
-      requests.erase(it);
+      forget_request(it);
       count_drop(GatewayDrop::session_ended);
       return;
     }
     const bool last = !o.partial || o.status != 0;
     if (last) {
-      requests.erase(it);
+      forget_request(it);
       s->requests.erase(p.request_id);
     }
     o.correlation_id = p.request_id;
@@ -975,13 +980,10 @@ struct Gateway::State {
   void tick() SWARM_REQUIRES(mu) {
     const Clock::time_point now = Clock::now();
     next_tick = now + std::min<Clock::duration>(config.heartbeat / 4, std::chrono::milliseconds(100));
-    while (!deadlines.empty() && deadlines.top().first <= now) {
-      const std::uint64_t id = deadlines.top().second;
-      deadlines.pop();
-      auto it = requests.find(id);
-      if (it == requests.end()) continue;  // answered
+    while (!deadlines.empty() && deadlines.begin()->first <= now) {
+      auto it = requests.find(deadlines.begin()->second);
       const PendingRequest p = it->second;
-      requests.erase(it);
+      forget_request(it);
       Session* s = sessions[p.index].get();
       if (s == nullptr || s->generation != p.generation) continue;
       s->requests.erase(p.request_id);
