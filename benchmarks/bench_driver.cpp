@@ -40,6 +40,12 @@ const Workload kWorkloads[] = {
     {"S1", "states/s", "state flush: 1M agents' 128-byte states into Redis (--redis URL)", swarm_s1, {}, raw_s1},
     {"S2", "events/s", "journal: 1M events with a 64-byte payload into Postgres (--postgres DSN)", swarm_s2, {},
      raw_s2},
+    {"G1", "msgs/s", "gateway throughput: a client process publishes 1M 64-byte messages to one agent over TCP",
+     swarm_g1, {}, raw_g1},
+    {"G2", "requests/s", "gateway round trip: 100k sequential requests from a client process to an echo agent",
+     swarm_g2, {}, raw_g2},
+    {"G3", "deliveries/s", "gateway fan-out: 10k 64-byte messages published to 100 subscriber clients",
+     swarm_g3, {}, raw_g3},
 };
 
 std::string join(std::span<const std::string_view> names) {
@@ -136,14 +142,17 @@ Stats compute_stats(std::span<const double> values) {
 }
 
 std::string summary_json(const Summary& s) {
-  std::vector<double> values, seconds, bytes, history;
-  std::vector<std::uint64_t> checksums;
+  std::vector<double> values, seconds, bytes, history, median_us, p99_us;
+  std::vector<std::uint64_t> checksums, drops;
   for (const RunResult& r : s.runs) {
     values.push_back(r.value);
     seconds.push_back(r.seconds);
     checksums.push_back(r.checksum);
     if (r.bytes_per_agent) bytes.push_back(*r.bytes_per_agent);
     if (r.history_p95_ms) history.push_back(*r.history_p95_ms);
+    if (r.latency_median_us) median_us.push_back(*r.latency_median_us);
+    if (r.latency_p99_us) p99_us.push_back(*r.latency_p99_us);
+    if (r.drops) drops.push_back(*r.drops);
   }
   Stats st = compute_stats(values);
   // ordered_json keeps the contract's field order, easier to read by eye.
@@ -154,6 +163,9 @@ std::string summary_json(const Summary& s) {
   };
   if (!bytes.empty()) j["bytes_per_agent"] = compute_stats(bytes).median;
   if (!history.empty()) j["history_p95_ms"] = compute_stats(history).median;
+  if (!median_us.empty()) j["latency_median_us"] = compute_stats(median_us).median;
+  if (!p99_us.empty()) j["latency_p99_us"] = compute_stats(p99_us).median;
+  if (!drops.empty()) j["drops"] = drops;  // per run, as "runs"
   j["workers"] = s.params.workers;
   j["scale"] = s.params.scale;
   if (!s.params.redis_url.empty() || !s.params.postgres_dsn.empty()) {
@@ -175,6 +187,9 @@ std::string run_result_json(const RunResult& r) {
   json j = {{"value", r.value}, {"seconds", r.seconds}, {"checksum", r.checksum}};
   if (r.bytes_per_agent) j["bytes_per_agent"] = *r.bytes_per_agent;
   if (r.history_p95_ms) j["history_p95_ms"] = *r.history_p95_ms;
+  if (r.latency_median_us) j["latency_median_us"] = *r.latency_median_us;
+  if (r.latency_p99_us) j["latency_p99_us"] = *r.latency_p99_us;
+  if (r.drops) j["drops"] = *r.drops;
   return j.dump();
 }
 
@@ -204,6 +219,17 @@ Result<RunResult> parse_run_result(std::string_view line) {
     if (!h->is_number()) return bad("history_p95_ms is not a number");
     r.history_p95_ms = h->get<double>();
   }
+  for (auto [key, field] : {std::pair{"latency_median_us", &RunResult::latency_median_us},
+                            std::pair{"latency_p99_us", &RunResult::latency_p99_us}}) {
+    if (auto l = j.find(key); l != j.end() && !l->is_null()) {
+      if (!l->is_number()) return bad(std::string(key) + " is not a number");
+      r.*field = l->get<double>();
+    }
+  }
+  if (auto d = j.find("drops"); d != j.end() && !d->is_null()) {
+    if (!d->is_number_unsigned()) return bad("drops is not an unsigned integer");
+    r.drops = d->get<std::uint64_t>();
+  }
   return r;
 }
 
@@ -220,7 +246,7 @@ std::string format_table(std::span<const Summary> sums) {
   std::snprintf(buf, sizeof buf, "%-8s %10s %10s %10s  %s%s\n", "runtime", "median", "min",
                 "max", "unit", with_bytes ? "      bytes/agent" : "");
   std::string out = buf;
-  std::optional<double> swarm_median, peer_median;
+  std::optional<double> swarm_median, peer_median, swarm_latency, peer_latency;
   std::string peer;
   for (const Summary& s : sums) {
     std::vector<double> values, bytes;
@@ -249,14 +275,46 @@ std::string format_table(std::span<const Summary> sums) {
                     compute_stats(history).median);
       out += buf;
     }
+    std::vector<double> median_us, p99_us;
+    std::uint64_t drops = 0, runs_with_drops = 0;
+    bool counts_drops = false;
+    for (const RunResult& r : s.runs) {
+      if (r.latency_median_us) median_us.push_back(*r.latency_median_us);
+      if (r.latency_p99_us) p99_us.push_back(*r.latency_p99_us);
+      if (r.drops) {
+        counts_drops = true;
+        drops += *r.drops;
+        runs_with_drops += *r.drops != 0 ? 1 : 0;
+      }
+    }
+    std::optional<double> latency;
+    if (!median_us.empty()) {
+      latency = compute_stats(median_us).median;
+      std::snprintf(buf, sizeof buf, "%-8s round trip median %.1f us, p99 %.1f us (medians of runs)\n",
+                    s.runtime.c_str(), *latency, compute_stats(p99_us).median);
+      out += buf;
+    }
+    if (counts_drops) {
+      std::snprintf(buf, sizeof buf, "%-8s drops: %llu in %llu of %zu runs\n", s.runtime.c_str(),
+                    static_cast<unsigned long long>(drops), static_cast<unsigned long long>(runs_with_drops),
+                    s.runs.size());
+      out += buf;
+    }
+    if (s.runtime == "swarm") swarm_latency = latency;
     if (s.runtime != "swarm") {
       peer_median = st.median;
+      peer_latency = latency;
       peer = s.runtime;
     }
   }
   if (swarm_median && peer_median) {
     std::snprintf(buf, sizeof buf, "swarm/%s ratio of medians: %.2fx\n", peer.c_str(),
                   *swarm_median / *peer_median);
+    out += buf;
+  }
+  if (swarm_latency && peer_latency) {
+    std::snprintf(buf, sizeof buf, "swarm/%s ratio of round-trip medians: %.2fx (lower is better)\n", peer.c_str(),
+                  *swarm_latency / *peer_latency);
     out += buf;
   }
   return out;

@@ -75,6 +75,34 @@ TEST(SummaryJson, S2HasTheMedianHistoryP95AndTheTableShowsIt) {
   EXPECT_NE(format_table({&s, 1}).find("history(agent) p95 2.00 ms"), std::string::npos) << format_table({&s, 1});
 }
 
+TEST(SummaryJson, G2HasLatencyMediansAndTheTableTheirRatio) {
+  Summary swarm{"G2", "swarm", "requests/s", {}, {run(5e3), run(6e3), run(7e3)}};
+  Summary raw{"G2", "raw", "requests/s", {}, {run(9e3), run(1e4), run(1.1e4)}};
+  double median[] = {150, 140, 145}, p99[] = {600, 500, 700}, raw_median[] = {100, 90, 95};
+  for (int i = 0; i < 3; ++i) {
+    swarm.runs[i].latency_median_us = median[i];
+    swarm.runs[i].latency_p99_us = p99[i];
+    raw.runs[i].latency_median_us = raw_median[i];
+    raw.runs[i].latency_p99_us = 300;
+  }
+  json j = json::parse(summary_json(swarm));
+  EXPECT_EQ(j.at("latency_median_us").get<double>(), 145);
+  EXPECT_EQ(j.at("latency_p99_us").get<double>(), 600);
+  EXPECT_FALSE(j.contains("drops"));
+  std::vector<Summary> both = {swarm, raw};
+  const std::string table = format_table(both);
+  EXPECT_NE(table.find("swarm    round trip median 145.0 us, p99 600.0 us"), std::string::npos) << table;
+  EXPECT_NE(table.find("swarm/raw ratio of round-trip medians: 1.53x"), std::string::npos) << table;
+}
+
+TEST(SummaryJson, DropsArePerRunAndTheTableSaysSo) {
+  Summary s{"G3", "raw", "deliveries/s", {}, {run(1), run(2), run(3)}};
+  std::uint64_t drops[] = {0, 12, 0};
+  for (int i = 0; i < 3; ++i) s.runs[i].drops = drops[i];
+  EXPECT_EQ(json::parse(summary_json(s)).at("drops"), json({0, 12, 0}));
+  EXPECT_NE(format_table({&s, 1}).find("raw      drops: 12 in 1 of 3 runs"), std::string::npos) << format_table({&s, 1});
+}
+
 TEST(RunResultJson, RoundTrips) {
   RunResult r{12345678.9, 0.0811, 321.5, 18446744073709551615ull, 1.25};
   Result<RunResult> back = parse_run_result(run_result_json(r));
@@ -85,11 +113,25 @@ TEST(RunResultJson, RoundTrips) {
   EXPECT_EQ(back->checksum, r.checksum);
   EXPECT_EQ(back->history_p95_ms, r.history_p95_ms);
 
+  RunResult g;
+  g.value = 9e3;
+  g.seconds = 11;
+  g.latency_median_us = 95.5;
+  g.latency_p99_us = 310.25;
+  g.drops = 7;
+  back = parse_run_result(run_result_json(g));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->latency_median_us, 95.5);
+  EXPECT_EQ(back->latency_p99_us, 310.25);
+  EXPECT_EQ(back->drops, 7u);
+
   back = parse_run_result(R"({"value": 2.5, "seconds": 1})");
   ASSERT_TRUE(back) << back.error();
   EXPECT_EQ(back->value, 2.5);
   EXPECT_FALSE(back->bytes_per_agent.has_value());
   EXPECT_FALSE(back->history_p95_ms.has_value());
+  EXPECT_FALSE(back->latency_median_us.has_value());
+  EXPECT_FALSE(back->drops.has_value());
   EXPECT_EQ(back->checksum, 0u);
 }
 
@@ -97,7 +139,9 @@ TEST(RunResultJson, RejectsBadLines) {
   for (const char* line : {"", "not json", "[1,2]", R"({"seconds": 1})",
                            R"({"value": "fast", "seconds": 1})",
                            R"({"value": 1, "seconds": 1, "checksum": -3})",
-                           R"({"value": 1, "seconds": 1, "history_p95_ms": "slow"})"}) {
+                           R"({"value": 1, "seconds": 1, "history_p95_ms": "slow"})",
+                           R"({"value": 1, "seconds": 1, "latency_p99_us": "slow"})",
+                           R"({"value": 1, "seconds": 1, "drops": -1})"}) {
     Result<RunResult> r = parse_run_result(line);
     ASSERT_FALSE(r) << line;
     EXPECT_EQ(r.error().rfind("swarm-bench: ", 0), 0u) << r.error();
@@ -118,7 +162,7 @@ TEST(Workloads, FindsKnownIds) {
 TEST(Workloads, UnknownIdNamesValueAndAllowed) {
   Result<const Workload*> w = find_workload("W9");
   ASSERT_FALSE(w);
-  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6, S1, S2)");
+  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6, S1, S2, G1, G2, G3)");
 }
 
 TEST(Workloads, RuntimeErrors) {
@@ -145,6 +189,9 @@ TEST(ParseRuntimes, BothMeansSwarmAndTheWorkloadsPeer) {
   EXPECT_EQ(*parse_runtimes("both", *find_workload("S1")), (std::vector<std::string>{"swarm", "raw"}));
   EXPECT_EQ(*parse_runtimes("both", *find_workload("S2")), (std::vector<std::string>{"swarm", "raw"}));
   EXPECT_EQ(*parse_runtimes("both", *find_workload("W3")), (std::vector<std::string>{"swarm", "caf"}));
+  for (const char* id : {"G1", "G2", "G3"}) {
+    EXPECT_EQ(*parse_runtimes("both", *find_workload(id)), (std::vector<std::string>{"swarm", "raw"})) << id;
+  }
   EXPECT_FALSE(workload_function(**find_workload("S1"), "caf"));
   EXPECT_TRUE(workload_function(**find_workload("S1"), "raw"));
 }
@@ -212,6 +259,32 @@ TEST(RunChildProcess, NonJsonOutputIsAnError) {
   Result<RunResult> r = run_child_process("/bin/echo", **find_workload("W2"), "swarm", {});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().rfind("swarm-bench: W2 swarm child: bad run result", 0), 0u) << r.error();
+}
+
+// The gateway workloads end to end, small: swarm-bench starts its client
+// process, nothing is lost, the checksums count what arrived.
+TEST(RunChildProcess, GatewayWorkloadsRunEndToEnd) {
+  struct Case {
+    const char* id;
+    std::uint64_t scale, checksum;
+  };
+  for (Case c : {Case{"G1", 20'000, 20'000}, Case{"G2", 300, 300}, Case{"G3", 200, 200 * 100}}) {
+    for (const char* runtime : {"swarm", "raw"}) {
+      WorkloadParams p;
+      p.scale = c.scale;
+      Result<RunResult> r = run_child_process(SWARM_BENCH_EXE, **find_workload(c.id), runtime, p);
+      ASSERT_TRUE(r) << r.error();
+      EXPECT_GT(r->value, 0) << c.id << ' ' << runtime;
+      EXPECT_EQ(r->checksum, c.checksum) << c.id << ' ' << runtime;
+      if (std::string_view(c.id) == "G2") {
+        ASSERT_TRUE(r->latency_median_us && r->latency_p99_us) << runtime;
+        EXPECT_GT(*r->latency_median_us, 0);
+        EXPECT_GE(*r->latency_p99_us, *r->latency_median_us);
+      } else {
+        EXPECT_EQ(r->drops, 0u) << c.id << ' ' << runtime;
+      }
+    }
+  }
 }
 
 TEST(FormatRate, ScalesWithPrefix) {

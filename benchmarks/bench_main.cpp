@@ -31,7 +31,8 @@ std::string workload_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"swarm-bench: standard workloads on Swarm and a peer (CAF; raw Redis/Postgres clients), one child process per run",
+  CLI::App app{"swarm-bench: standard workloads on Swarm and a peer (CAF; raw Redis/Postgres clients; raw ZeroMQ), one child "
+               "process per run",
                "swarm-bench"};
   std::string workload_id;
   std::string runtime = "swarm";
@@ -43,7 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--runtime", runtime, "swarm, caf, raw, or both (swarm and the workload's peer)")
       ->capture_default_str();
   bool raw = false;
-  app.add_flag("--raw", raw, "S1/S2: also run the raw client library baseline (same as --runtime both)");
+  app.add_flag("--raw", raw, "S1/S2/G1-G3: also run the raw client library baseline (same as --runtime both)");
   app.add_option("--redis", params.redis_url, "S1: the Redis server, redis://HOST:PORT[/DB]");
   app.add_option("--postgres", params.postgres_dsn, "S2: the Postgres server, a libpq DSN or postgresql:// URI");
   app.add_option("--batch", params.batch, "S1/S2: max batch of Swarm's store, or the raw loop's batch (0 = default)")
@@ -75,6 +76,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   // Internal: one run in this process, its RunResult as a JSON line on stdout.
   app.add_flag("--child", child)->group("");
+  // Internal: the client process of G1..G3, connecting to this endpoint.
+  std::string gateway_client;
+  app.add_option("--gateway-client", gateway_client)->group("");
   app.footer(workload_help());
 
   try {
@@ -104,11 +108,12 @@ int main(int argc, char** argv) {
   }
   if (raw) {
     if (!(*workload)->raw) {
-      std::cerr << "swarm-bench: --raw: workload " << id << " has no raw-library baseline (only S1, S2)\n";
+      std::cerr << "swarm-bench: --raw: workload " << id << " has no raw-library baseline (only S1, S2, G1-G3)\n";
       return kBadInput;
     }
     runtime = "both";
   }
+  if (!gateway_client.empty()) return run_gateway_client(id, runtime, gateway_client, params);
   if (child) return run_child(**workload, runtime, params);
 
   auto runtimes = parse_runtimes(runtime, *workload);

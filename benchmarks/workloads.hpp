@@ -37,6 +37,9 @@ struct RunResult {
   std::optional<double> bytes_per_agent = {};  // W1: resident bytes per idle agent
   std::uint64_t checksum = 0;             // correctness witness (W6: sum of leaves)
   std::optional<double> history_p95_ms = {};   // S2 swarm: p95 of history(agent) on the rows written
+  std::optional<double> latency_median_us = {};  // G2: median round trip
+  std::optional<double> latency_p99_us = {};     // G2: p99 round trip
+  std::optional<std::uint64_t> drops = {};       // G1, G3: messages sent that never arrived
 };
 
 // W1 spawn 100k idle agents; value = spawns/s, bytes_per_agent from RSS.
@@ -69,6 +72,28 @@ RunResult swarm_s1(const WorkloadParams&);
 RunResult raw_s1(const WorkloadParams&);
 RunResult swarm_s2(const WorkloadParams&);
 RunResult raw_s2(const WorkloadParams&);
+
+// The gateway workloads (gateway_workloads.cpp): a client process that
+// swarm-bench starts itself (--gateway-client), loopback TCP, 64-byte payloads.
+// G1 throughput: one client publishes `scale` (standard 1M) messages to one
+//    subscribed agent; value = messages/s the agent received, from its first
+//    message to its last. raw: the same frames DEALER -> ROUTER receive loop.
+// G2 round trip: `scale` (standard 100k) sequential Client::request to an
+//    echo agent's name (after 1,000 unmeasured); value = requests/s, plus the
+//    median and p99 round trip. raw: the same frames echoed by a ROUTER loop.
+// G3 fan-out: 100 clients in one process subscribe to a topic; an in-process
+//    publisher publishes `scale` (standard 10k) messages; value = deliveries/s
+//    until every subscriber has every message. raw: PUB -> 100 SUB sockets.
+RunResult swarm_g1(const WorkloadParams&);
+RunResult raw_g1(const WorkloadParams&);
+RunResult swarm_g2(const WorkloadParams&);
+RunResult raw_g2(const WorkloadParams&);
+RunResult swarm_g3(const WorkloadParams&);
+RunResult raw_g3(const WorkloadParams&);
+/// The client side of G1..G3 (`swarm-bench ID --gateway-client ENDPOINT
+/// --runtime swarm|raw --scale N`): prints its result as a JSON line.
+int run_gateway_client(std::string_view workload, std::string_view runtime, const std::string& endpoint,
+                       const WorkloadParams& p);
 
 RunResult caf_w1(const WorkloadParams&);
 RunResult caf_w2(const WorkloadParams&);
