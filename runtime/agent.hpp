@@ -67,6 +67,11 @@ enum class AskStatus : std::uint8_t {
   unreachable,    // the target's node cannot be reached
 };
 std::string_view to_string(AskStatus s);
+/// The answer a request gets when its send came back with `r` (ok for ok).
+AskStatus ask_status(SendResult r) noexcept;
+/// The answer a request published on a topic gets when nobody took it:
+/// no_responder, mailbox_full or dead_agent.
+AskStatus ask_status(const router::PublishResult& r) noexcept;
 
 /// Called once per ask, on the asking agent's worker: with the reply (status
 /// ok) or nullptr and the reason it will never come. A streamed reply calls
@@ -263,6 +268,7 @@ class Agent {
 
  private:
   friend class detail::RuntimeCore;
+  SendResult answer(const Message& request, Payload payload, std::uint32_t kind, bool partial) noexcept;
   detail::AgentCore core_;
 };
 

@@ -18,8 +18,7 @@ namespace swarm {
 using detail::Envelope;
 using detail::RuntimeCore;
 
-namespace {
-AskStatus ask_status(SendResult r) {
+AskStatus ask_status(SendResult r) noexcept {
   switch (r) {
     case SendResult::ok: return AskStatus::ok;
     case SendResult::mailbox_full:
@@ -31,9 +30,8 @@ AskStatus ask_status(SendResult r) {
   }
   return AskStatus::dead_agent;
 }
-}  // namespace
 
-AskStatus RuntimeCore::request_status(const router::PublishResult& r) noexcept {
+AskStatus ask_status(const router::PublishResult& r) noexcept {
   return r.no_subscriber ? AskStatus::no_responder : r.mailbox_full != 0 ? AskStatus::mailbox_full : AskStatus::dead_agent;
 }
 
@@ -68,7 +66,7 @@ void RuntimeCore::request_from(Agent& agent, router::TopicId topic, Payload payl
   const std::uint64_t id = ++core.next_request_id;
   router::PublishResult r = publish_from(core.self, topic, payload, kind, id);
   if (r.delivered == 0) {
-    done(request_status(r), nullptr);
+    done(ask_status(r), nullptr);
     return;
   }
   await_reply(core, id, timeout, std::move(done));
@@ -215,7 +213,7 @@ std::future<Reply> RuntimeCore::request(std::string_view topic, Payload payload,
   }
   const router::PublishResult r = publish_from(caller, *id, payload, kind, caller.index);
   if (r.delivered == 0) {
-    complete_caller(caller.index, request_status(r), nullptr);
+    complete_caller(caller.index, ask_status(r), nullptr);
   } else {
     arm_caller_timeout(caller, timeout);
   }

@@ -86,24 +86,21 @@ SendResult RuntimeCore::send_envelope(AgentRef to, Envelope* e) noexcept {
 }
 
 SendResult Agent::reply(const Message& request, Payload payload, std::uint32_t kind) noexcept {
-  if (!request.is_request()) return send(request.sender, std::move(payload), kind);
-  Envelope* e = detail::make_envelope();
-  e->msg.kind = kind;
-  e->msg.sender = core_.self;
-  e->msg.correlation_id = request.correlation_id;
-  e->msg.system = SystemKind::reply;
-  e->msg.payload = std::move(payload);
-  return core_.rt->deliver(request.reply_to, e);
+  return answer(request, std::move(payload), kind, false);
 }
 
 SendResult Agent::reply_partial(const Message& request, Payload payload, std::uint32_t kind) noexcept {
+  return answer(request, std::move(payload), kind, true);
+}
+
+SendResult Agent::answer(const Message& request, Payload payload, std::uint32_t kind, bool partial) noexcept {
   if (!request.is_request()) return send(request.sender, std::move(payload), kind);
   Envelope* e = detail::make_envelope();
   e->msg.kind = kind;
   e->msg.sender = core_.self;
   e->msg.correlation_id = request.correlation_id;
   e->msg.system = SystemKind::reply;
-  e->msg.partial = true;
+  e->msg.partial = partial;
   e->msg.payload = std::move(payload);
   return core_.rt->deliver(request.reply_to, e);
 }

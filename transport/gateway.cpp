@@ -105,19 +105,6 @@ bool equal_constant_time(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
-AskStatus ask_status(SendResult r) {
-  switch (r) {
-    case SendResult::ok: return AskStatus::ok;
-    case SendResult::mailbox_full:
-    case SendResult::dropped: return AskStatus::mailbox_full;
-    case SendResult::dead_agent: return AskStatus::dead_agent;
-    case SendResult::shutting_down: return AskStatus::shutting_down;
-    case SendResult::expired: return AskStatus::expired;
-    case SendResult::unreachable: return AskStatus::unreachable;
-  }
-  return AskStatus::dead_agent;
-}
-
 }  // namespace
 
 Result<void> GatewayConfig::validate() const {
@@ -755,9 +742,7 @@ struct Gateway::State {
       }
       const router::PublishResult r = rt.forward_publish(*topic, *payload, o);
       if (r.delivered == 0) {
-        failed = r.no_subscriber ? AskStatus::no_responder
-                 : r.mailbox_full != 0 ? AskStatus::mailbox_full
-                                       : AskStatus::dead_agent;
+        failed = ask_status(r);
       }
     } else {
       const AgentRef to = rt.whereis(c.target);

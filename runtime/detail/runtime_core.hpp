@@ -181,7 +181,6 @@ class RuntimeCore final : public RuntimeView {
   void count_refusal(SendResult r, AgentRef to) noexcept;
   void log_first(unsigned bit, AgentRef to, std::string_view what) noexcept;
   static DropReason drop_reason(SendResult r) noexcept;
-  static AskStatus request_status(const router::PublishResult& r) noexcept;
   bool deliver_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status) noexcept;
   // Callers outside the agents (Runtime::ask, request, wait_for_room).
   SendResult deliver_off_node(AgentRef to, Envelope* e) noexcept;
