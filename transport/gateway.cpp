@@ -500,8 +500,9 @@ struct Gateway::State {
         handshake_failures.fetch_add(1, std::memory_order_relaxed);
         send_control(routing_id, Bye{"version mismatch"});
         if (s != nullptr) end_session(*s, SessionEnd::version_mismatch);
+      } else if (s != nullptr) {
+        s->last_in = Clock::now();  // a bad frame is still a sign of life
       }
-      if (s != nullptr) s->last_in = Clock::now();
       return;
     }
     Body& body = decoded->body;

@@ -436,6 +436,12 @@ TEST(Gateway, GarbageAndAnotherVersionAreAnsweredAndHarmNoOne) {
   ASSERT_TRUE(answer);
   EXPECT_EQ((*answer)[0], header(Command::answer));
   EXPECT_EQ(answer->back(), "raw ok");
+  // Another version on a live session ends it.
+  raw.send({std::string("SW\x02\x70", 4)});
+  auto ended = raw.receive();
+  ASSERT_TRUE(ended);
+  EXPECT_EQ((*ended)[1], std::string("\0\x01", 2));
+  ASSERT_TRUE(eventually([&] { return gw.stats().sessions_ended[static_cast<int>(SessionEnd::version_mismatch)] == 1; }));
   gw.stop();
 }
 
