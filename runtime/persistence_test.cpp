@@ -267,12 +267,15 @@ TEST(Persistence, ASupervisorRestartGetsTheLastStoredStateAndIsJournaled) {
   rt.spawn<Supervisor>(std::move(spec));
   ASSERT_TRUE(eventually([&] { return sink->of(LifecycleEvent::Kind::spawned).size() == 2; }));
   AgentRef first = sink->of(LifecycleEvent::Kind::spawned)[1].agent;
+  // A spawn is logged just before the agent takes messages: wait for that.
+  ASSERT_TRUE(eventually([&] { return rt.alive(first); }));
   ASSERT_EQ(rt.send(first, 30), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return store->get("sup-k") && store->get("sup-k")->data == "30"; }));
   ASSERT_EQ(rt.send(first, Payload{}, 1), SendResult::ok);  // crash
   ASSERT_TRUE(eventually([&] { return sink->of(LifecycleEvent::Kind::restarted).size() == 1; }));
   AgentRef second = sink->of(LifecycleEvent::Kind::restarted)[0].agent;
   EXPECT_NE(second, first);
+  ASSERT_TRUE(eventually([&] { return rt.alive(second); }));
   ASSERT_EQ(rt.send(second, 12), SendResult::ok);
   ASSERT_TRUE(eventually([&] { return store->get("sup-k")->data == "42"; }));
 
