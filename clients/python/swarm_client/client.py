@@ -275,25 +275,39 @@ class Client(ClientBase):
         """
         sid = self._session.next_id()
         sub = Subscription(self, sid, pattern, queue_group, callback, on_error)
-        try:
-            errors = self._confirmed(
-                lambda: self._session.subscribe(sid, pattern, queue_group, sub), timeout, keep_on_loss=True
-            )
-        except ConfirmTimeoutError:
-            self._unsubscribe(sid)
-            raise
-        if errors:
-            self._submit(lambda: self._session.forget_subscription(sid))
-            raise errors[0]
+        self._take(
+            lambda: self._session.subscribe(sid, pattern, queue_group, sub),
+            undo=lambda: self._unsubscribe(sid),
+            forget=lambda: self._session.forget_subscription(sid),
+            timeout=timeout,
+        )
         return sub
 
-    def _unsubscribe(self, sid: int) -> None:
+    def _take(self, add: Callable[[], Any], *, undo: Callable[[], None], forget: Callable[[], None],
+              timeout: float | None) -> None:
+        """Run ``add`` (a SUB or REGISTER) and wait for the gateway's verdict:
+        ``undo`` it when none comes in time, ``forget`` it and raise when refused."""
+        try:
+            errors = self._confirmed(add, timeout, keep_on_loss=True)
+        except ConfirmTimeoutError:
+            undo()
+            raise
+        if errors:
+            self._submit(forget)
+            raise errors[0]
+
+    def _send_from_session(self, frames_of: Callable[[], Any]) -> None:
+        """On the I/O thread: send what the session returns (None: nothing)."""
+
         def run() -> None:
-            frames = self._session.unsubscribe(sid)
+            frames = frames_of()
             if frames is not None:
                 self._io_queue(frames)
 
         self._submit(run)
+
+    def _unsubscribe(self, sid: int) -> None:
+        self._send_from_session(lambda: self._session.unsubscribe(sid))
 
     def register(
         self,
@@ -311,25 +325,17 @@ class Client(ClientBase):
         The name is registered again after a reconnect.
         """
         registration = Registration(self, name, callback, on_error)
-        try:
-            errors = self._confirmed(lambda: self._session.register(name, registration), timeout, keep_on_loss=True)
-        except ConfirmTimeoutError:
-            self.unregister(name)
-            raise
-        if errors:
-            self._submit(lambda: self._session.forget_name(name))
-            raise errors[0]
+        self._take(
+            lambda: self._session.register(name, registration),
+            undo=lambda: self.unregister(name),
+            forget=lambda: self._session.forget_name(name),
+            timeout=timeout,
+        )
         return registration
 
     def unregister(self, name: str) -> None:
         """Release a name this client registered."""
-
-        def run() -> None:
-            frames = self._session.unregister(name)
-            if frames is not None:
-                self._io_queue(frames)
-
-        self._submit(run)
+        self._send_from_session(lambda: self._session.unregister(name))
 
     def publish(
         self,

@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
-import time
+import urllib.request
 
 import pytest
 
 from swarm_client import ErrorCode, NotConnectedError, RequestError
 from swarm_client import protocol as p
 
-from conftest import Collector, unique, wait_until
+from conftest import Collector, free_port, unique, wait_until
 
 HEARTBEAT_MS = 100
 
 
+def gateway_metric(port: int, series: str) -> float:
+    """A series' value on the gateway's /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(series + " "):
+                return float(line.split()[-1])
+    return 0.0
+
+
 def test_idle_client_stays_connected(start_gateway, connect) -> None:
-    gw = start_gateway("--heartbeat-ms", str(HEARTBEAT_MS))
+    admin = free_port()
+    gw = start_gateway("--heartbeat-ms", str(HEARTBEAT_MS), "--admin-port", str(admin))
     reconnects, errors = Collector(), Collector()
     client = connect(endpoint=gw.endpoint, heartbeat_ms=HEARTBEAT_MS, on_reconnect=reconnects, on_error=errors)
     session = client.welcome["session"]
-    # Idle for 20 heartbeat periods (6 liveness periods): only PINGs keep it alive.
-    until = time.monotonic() + 20 * HEARTBEAT_MS / 1000
-    while time.monotonic() < until:
-        assert client.is_connected
-        time.sleep(HEARTBEAT_MS / 1000 / 4)
+    # Idle while the gateway sends 20 messages (its PINGs, one per heartbeat
+    # period: over 6 liveness periods): only PINGs keep the session alive.
+    out = 'swarm_gateway_frames_total{direction="out"}'
+    start = gateway_metric(admin, out)
+    wait_until(lambda: client.is_connected and gateway_metric(admin, out) >= start + 20 or not client.is_connected,
+               timeout=30, what="20 heartbeat periods")
+    assert client.is_connected
     assert reconnects.items == [] and errors.items == []
     assert client.welcome["session"] == session
     assert client.request("echo.x", "awake").text() == "awake"
@@ -39,12 +51,14 @@ def test_gateway_pings_an_idle_client(start_gateway, raw) -> None:
 
 
 def test_silent_client_is_dropped_after_liveness(start_gateway, raw) -> None:
-    gw = start_gateway("--heartbeat-ms", str(HEARTBEAT_MS))
+    admin = free_port()
+    gw = start_gateway("--heartbeat-ms", str(HEARTBEAT_MS), "--admin-port", str(admin))
     dealer = raw(gw.endpoint)
     dealer.hello(unique("silent"), heartbeat_ms=HEARTBEAT_MS)
-    # The silence itself is what is tested: any probe would count as a sign
-    # of life, so this waits without one, for over 3 liveness periods.
-    time.sleep(10 * HEARTBEAT_MS / 1000)
+    # Silent (a probe to the gateway would count as a sign of life): watch the
+    # gateway end the session from its metrics instead.
+    wait_until(lambda: gateway_metric(admin, 'swarm_gateway_sessions_ended_total{reason="heartbeat"}') == 1,
+               what="the silent session to end")
     dealer.send_frame(p.Sub(1, "a.b", ""))
     error = dealer.expect(p.Error, skip=(p.Ping, p.Bye))
     assert error.code == ErrorCode.NO_SESSION
