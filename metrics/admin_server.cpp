@@ -59,14 +59,30 @@ void AdminServer::add_readiness_check(std::string name, ReadinessCheck check) {
   checks_.emplace_back(std::move(name), std::move(check));
 }
 
+void AdminServer::set_control_page(std::string path, Page page) {
+  MutexLock lock(dynamic_mu_);
+  control_pages_[std::move(path)] = std::move(page);
+}
+
+void AdminServer::set_control_token(std::string token) {
+  MutexLock lock(dynamic_mu_);
+  control_token_ = std::move(token);
+}
+
 void AdminServer::set_logical_profile(LogicalProfile source) { logical_ = std::move(source); }
 
 namespace {
+bool equal_constant_time(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+
 // Few threads: scrapes are quick, a flamegraph request holds one for its duration.
 constexpr int kServerThreads = 4;
 
 void serve(const AdminServer::Page& page, const httplib::Request& req, httplib::Response& res) {
-  AdminRequest r{req.path, {}};
+  AdminRequest r{req.path, req.method, req.body, {}};
   for (const auto& [k, v] : req.params) r.params.emplace(k, v);
   AdminResponse out;
   try {
@@ -111,6 +127,30 @@ void AdminServer::start() {
     if (!page) page = [](const AdminRequest& r) { return AdminResponse{404, "text/plain; charset=utf-8", "admin: no page " + r.path + "\n"}; };
     serve(page, req, res);
   });
+  // Control: the token first, then the page.
+  auto control = [this](const httplib::Request& req, httplib::Response& res) {
+    Page page;
+    std::string token;
+    {
+      MutexLock lock(dynamic_mu_);
+      token = control_token_;
+      if (auto it = control_pages_.find(req.path); it != control_pages_.end()) page = it->second;
+    }
+    const std::string given = req.get_header_value("Authorization");
+    auto refuse = [&](int status, const std::string& why) {
+      res.status = status;
+      res.set_content("admin: " + why + "\n", "text/plain; charset=utf-8");
+    };
+    if (token.empty()) return refuse(403, "control is turned off on this server");
+    if (!given.starts_with("Bearer ") || !equal_constant_time(given.substr(7), token)) {
+      return refuse(401, given.empty() ? "control needs an Authorization: Bearer token"
+                                       : "the token does not match this server's");
+    }
+    if (!page) return refuse(404, "no control page " + req.path);
+    serve(page, req, res);
+  };
+  http->Get(R"(/control/.+)", control);
+  http->Post(R"(/control/.+)", control);
   route("/", [this](const AdminRequest&) {
     std::string body = "swarm admin\n/metrics\n/healthz\n/readyz\n/debug/flamegraph?seconds=N&format=folded|svg&type=cpu|logical\n";
     for (const auto& p : pages_) body += p.first + "\n";

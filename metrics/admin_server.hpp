@@ -14,6 +14,11 @@
 // or returns the logical profile (handler time by supervisor path, agent type
 // and topic) from the source set with set_logical_profile().
 //
+// Control pages (under /control/, GET or POST) change things, so they are
+// served only to a caller that proves it may: an `Authorization: Bearer TOKEN`
+// header with the token given to set_control_token() (401 otherwise, 403
+// while no token is set). Observation stays open to, e.g., a Prometheus.
+//
 // Thread-safe after start(); add_* must be called before start().
 
 #include <atomic>
@@ -48,6 +53,8 @@ std::string to_string(const AdminAddress& a);
 
 struct AdminRequest {
   std::string path;
+  std::string method = "GET";
+  std::string body;
   std::map<std::string, std::string> params;  // query parameters
   /// The parameter, or `fallback` when absent.
   std::string param(const std::string& name, std::string fallback = {}) const;
@@ -78,6 +85,10 @@ class AdminServer {
   /// gateway's). Replaces one of the same path. Any time, any thread.
   void set_dynamic_page(std::string path, Page page);
   void remove_dynamic_page(const std::string& path);
+  /// A page under /control/ (any time, any thread); see the header comment.
+  void set_control_page(std::string path, Page page);
+  /// The bearer token control pages want; empty: control is off (403). Any time.
+  void set_control_token(std::string token);
   /// /readyz answers 503 listing every failing check's name and error.
   void add_readiness_check(std::string name, ReadinessCheck check);
   void set_logical_profile(LogicalProfile source);
@@ -100,6 +111,8 @@ class AdminServer {
   std::vector<std::pair<std::string, Page>> pages_;
   Mutex dynamic_mu_;
   std::map<std::string, Page> dynamic_pages_ SWARM_GUARDED_BY(dynamic_mu_);
+  std::map<std::string, Page> control_pages_ SWARM_GUARDED_BY(dynamic_mu_);
+  std::string control_token_ SWARM_GUARDED_BY(dynamic_mu_);
   std::vector<std::pair<std::string, ReadinessCheck>> checks_;
   LogicalProfile logical_;
   std::unique_ptr<httplib::Server> http_;

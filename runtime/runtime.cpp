@@ -192,6 +192,7 @@ RuntimeStats RuntimeCore::stats() const {
 
 metrics::Registry& RuntimeCore::metrics() noexcept { return telemetry_->registry(); }
 std::uint16_t RuntimeCore::admin_port() const noexcept { return telemetry_->admin_port(); }
+metrics::AdminServer* RuntimeCore::admin() noexcept { return telemetry_->admin(); }
 void RuntimeCore::set_debug_page(std::string path, std::function<std::string()> render) {
   telemetry_->set_debug_page(std::move(path), std::move(render));
 }
@@ -296,6 +297,7 @@ std::vector<std::string> Runtime::unmatched_type_keys() const { return core_->un
 
 metrics::Registry& Runtime::metrics() noexcept { return core_->metrics(); }
 std::uint16_t Runtime::admin_port() const noexcept { return core_->admin_port(); }
+metrics::AdminServer* Runtime::admin() noexcept { return core_->admin(); }
 void Runtime::set_debug_page(std::string path, std::function<std::string()> render) {
   core_->set_debug_page(std::move(path), std::move(render));
 }

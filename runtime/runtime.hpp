@@ -37,6 +37,7 @@ namespace swarm {
 
 namespace metrics {
 class Registry;
+class AdminServer;
 }
 
 namespace detail {
@@ -283,6 +284,9 @@ class Runtime {
   metrics::Registry& metrics() noexcept;
   /// The admin HTTP port bound (telemetry.admin), 0 without one.
   std::uint16_t admin_port() const noexcept;
+  /// The admin server itself (to add control pages, set the control token),
+  /// nullptr without an admin port.
+  metrics::AdminServer* admin() noexcept;
   /// Serves `path` (under /debug/) on the admin port as the JSON `render`
   /// returns, until removed (e.g. a gateway's /debug/gateway). Nothing
   /// without an admin port. Any thread; `render` runs on the admin server's.

@@ -613,6 +613,7 @@ struct Gateway::State {
                               {"credit", credit_on}};
     const std::string text = welcome.dump();
     send_now(session, encode(Welcome{text}));
+    if (config.on_session) config.on_session(name, true);
   }
 
   // Ends a session for whatever reason: its subscriptions and names are
@@ -635,6 +636,7 @@ struct Gateway::State {
     blocked.erase(s.index);
     by_routing_id.erase(s.routing_id);
     by_name.erase(s.name);
+    if (config.on_session) config.on_session(s.name, false);
     const std::uint32_t index = s.index;
     sessions[index].reset();
     free_slots.push_back(index);

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ struct GatewayConfig {
   /// Both or neither.
   std::string curve_secret_key_file;
   std::string curve_allowed_keys_file;
+  /// Told when a session opens (true) or ends (false), with the client's
+  /// name; on the I/O thread, so it must be quick and must not call the gateway.
+  std::function<void(const std::string& name, bool open)> on_session;
 
   /// OK, or an error naming the field and what is allowed.
   Result<void> validate() const;

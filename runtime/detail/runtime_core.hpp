@@ -40,6 +40,7 @@ namespace swarm {
 
 namespace metrics {
 class Registry;
+class AdminServer;
 }
 
 namespace detail {
@@ -127,6 +128,7 @@ class RuntimeCore final : public RuntimeView {
   std::vector<std::string> unmatched_type_keys() const;
   metrics::Registry& metrics() noexcept;
   std::uint16_t admin_port() const noexcept;
+  metrics::AdminServer* admin() noexcept;
   void set_debug_page(std::string path, std::function<std::string()> render);
   void remove_debug_page(const std::string& path);
   metrics::FoldedStacks logical_profile() const;

@@ -122,6 +122,7 @@ class Telemetry {
   std::string topics_json(std::size_t top) const;
   /// The bound admin port, 0 without one.
   std::uint16_t admin_port() const noexcept;
+  metrics::AdminServer* admin() noexcept { return admin_.get(); }
   /// A JSON page under /debug/ (Runtime::set_debug_page); nothing without an admin port.
   void set_debug_page(std::string path, std::function<std::string()> render);
   void remove_debug_page(const std::string& path);
