@@ -837,7 +837,11 @@ Result<std::vector<OutputLine>> ProcessSupervisor::logs(const std::string& name,
     }
   }
   std::sort(out.begin(), out.end(), [](const OutputLine& a, const OutputLine& b) { return a.seq < b.seq; });
-  if (out.size() > lines) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(lines));
+  if (out.size() > lines) {
+    // The newest at first; the oldest after a seq, so a follower misses nothing.
+    if (after == 0) out.erase(out.begin(), out.end() - static_cast<std::ptrdiff_t>(lines));
+    else out.resize(lines);
+  }
   return out;
 }
 

@@ -117,7 +117,8 @@ class ProcessSupervisor {
   void goodbye(const std::string& client_name);
 
   std::vector<InstanceInfo> instances() const;
-  /// The newest `lines` kept lines of NAME with seq > after, oldest first.
+  /// Kept lines of NAME, oldest first: the newest `lines` when after is 0,
+  /// else the oldest `lines` with seq > after (to follow without gaps).
   Result<std::vector<OutputLine>> logs(const std::string& name, std::size_t lines, std::uint64_t after) const;
 
   struct State;  // behind the API (processes.cpp)

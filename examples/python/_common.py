@@ -4,6 +4,7 @@ options, and the message when no gateway answers."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,8 @@ except ImportError:  # run from a source checkout without installing the package
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with ``--endpoint`` and ``--connect-timeout``."""
     result = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    result.add_argument("--endpoint", default=swarm_client.DEFAULT_ENDPOINT, help="gateway endpoint (default: %(default)s)")
+    result.add_argument("--endpoint", default=os.environ.get("SWARM_GATEWAY", swarm_client.DEFAULT_ENDPOINT),
+                        help="gateway endpoint (default: $SWARM_GATEWAY, else %(default)s)")
     result.add_argument("--connect-timeout", type=float, default=5.0,
                         help="seconds to wait for the gateway (default: %(default)s)")
     return result

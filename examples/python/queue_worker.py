@@ -4,6 +4,9 @@
 Every worker started with the same ``--group`` shares the tasks published
 on ``--pattern``: each task goes to one of them. Start several and watch
 ``fan_out.py --topic tasks.x`` spread its requests over them.
+
+Under swarmd (examples/swarm.yaml) the environment gives the endpoint, the
+name and the group (SWARM_GATEWAY, SWARM_NAME, SWARM_QUEUE_GROUP).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from _common import connect_failed, parser, swarm_client
 def parse_args() -> argparse.Namespace:
     options = parser(__doc__)
     options.add_argument("--pattern", default="tasks.>", help="topic pattern to serve (default: %(default)s)")
-    options.add_argument("--group", default="workers", help="queue group shared by the workers (default: %(default)s)")
-    options.add_argument("--name", default=f"worker-{os.getpid()}", help="client name (default: worker-PID)")
+    options.add_argument("--group", default=os.environ.get("SWARM_QUEUE_GROUP", "workers"),
+                         help="queue group shared by the workers (default: $SWARM_QUEUE_GROUP, else %(default)s)")
+    options.add_argument("--name", default=os.environ.get("SWARM_NAME", f"worker-{os.getpid()}"),
+                         help="client name (default: $SWARM_NAME, else worker-PID)")
     return options.parse_args()
 
 

@@ -9,6 +9,7 @@ the waiting: threads and queues there, coroutines here.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable
 
@@ -174,7 +175,7 @@ class ClientBase:
 
     def __init__(
         self,
-        endpoint: str = DEFAULT_ENDPOINT,
+        endpoint: str | None = None,
         name: str | None = None,
         *,
         heartbeat_ms: int = 1000,
@@ -190,8 +191,11 @@ class ClientBase:
         on_message: Callback | None = None,
         context: zmq.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.name = name if name is not None else default_name()
+        # Under swarmd, the environment says where to connect and as whom (docs/protocol.md).
+        self.endpoint = endpoint if endpoint is not None else os.environ.get("SWARM_GATEWAY", DEFAULT_ENDPOINT)
+        self.name = name if name is not None else os.environ.get("SWARM_NAME") or default_name()
+        if token is None:
+            token = os.environ.get("SWARM_TOKEN") or None
         self._routing_id = routing_id(self.name)
         curve = (curve_server_key, curve_public_key, curve_secret_key)
         if any(key is not None for key in curve) and not all(key is not None for key in curve):

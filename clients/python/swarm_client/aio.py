@@ -27,7 +27,6 @@ import zmq.asyncio
 
 from . import protocol as p
 from ._base import (
-    DEFAULT_ENDPOINT,
     Callback,
     ClientBase,
     ErrorCallback,
@@ -602,6 +601,6 @@ def _log_send_failure(future: asyncio.Future[Any]) -> None:
         log.debug("swarm_client: send failed: %s", future.exception())
 
 
-async def connect(endpoint: str = DEFAULT_ENDPOINT, name: str | None = None, **options: Any) -> Client:
+async def connect(endpoint: str | None = None, name: str | None = None, **options: Any) -> Client:
     """Create an asyncio :class:`Client` and open its session."""
     return await Client(endpoint, name, **options).connect()

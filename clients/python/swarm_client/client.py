@@ -197,6 +197,11 @@ class Client(ClientBase):
     :class:`GatewayError` when the gateway refused the ``HELLO``). Use it as
     a context manager or call :meth:`close`.
 
+    ``endpoint``, ``name`` and ``token`` default to the environment's
+    ``SWARM_GATEWAY``, ``SWARM_NAME`` and ``SWARM_TOKEN`` (swarmd sets them for
+    the processes it supervises), else to ``tcp://127.0.0.1:7400``, a fresh
+    name and no token.
+
     ``name`` is the client's name (default: ``python-<pid>-<random>``); its
     routing id is ``c/`` + name, so a reconnect takes the old connection
     over. ``credit`` turns on credit-based flow control: the client grants
