@@ -73,8 +73,13 @@ class Reader {
   /// A map whose keys must all be in `allowed`.
   void keys(const YAML::Node& map, const std::string& field, std::initializer_list<std::string_view> allowed) const {
     if (!map.IsMap()) bad_value(map, field, "a map with keys " + join(allowed));
+    std::vector<std::string> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
       const std::string key = it->first.Scalar();
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        fail(it->first, field.empty() ? key : field + "." + key, "given twice (YAML keeps only one: say it once)");
+      }
+      seen.push_back(key);
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
         fail(it->first, field.empty() ? key : field + "." + key,
              "unknown key " + in_quotes(key) + " (allowed here: " + join(allowed) + ")");

@@ -132,6 +132,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"not YAML", "processes: [\n", "not valid YAML"},
         BadConfig{"name with a space", "processes:\n  - {name: \"my tool\", argv: [x]}\n",
                   "processes[0].name: got \"my tool\"; expected 1..64 letters, digits"},
+        BadConfig{"a key given twice", "processes:\n  - name: a\n    argv: [x]\n    argv: [y]\n",
+                  "swarm.yaml:4: processes[0].argv: given twice"},
         BadConfig{"missing cwd", "processes:\n  - {name: a, argv: [x], cwd: /no/such/dir}\n",
                   "processes.a.cwd: \"/no/such/dir\" is not a directory"}));
 
