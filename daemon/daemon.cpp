@@ -257,8 +257,11 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   }
 
   supervisor.apply(config.processes);
-  std::cerr << "swarmd: running " << config.agents.size() << " agent types and " << config.processes.size()
-            << " processes from " << config.path << "\n";
+  std::uint64_t agents = 0, instances = 0;
+  for (const AgentSpec& a : config.agents) agents += a.count;
+  for (const ProcessSpec& p : config.processes) instances += p.instances;
+  std::cerr << "swarmd: started " << agents << " in-process agents and " << instances << " processes from "
+            << config.path << "\n";
   if (gateway) std::cerr << "swarmd: gateway " << gateway->endpoint() << "\n";
   if (rt->admin_port() != 0) {
     std::cerr << "swarmd: admin http://" << rt->admin()->address().host << ":" << rt->admin_port()
