@@ -371,13 +371,13 @@ Result<DaemonConfig> parse_config(std::string_view text, std::string_view origin
     if (root["admin"]) read_admin(r, root["admin"], c);
     if (root["gateway"]) read_gateway(r, root["gateway"], c);
     if (root["storage"]) read_storage(r, root["storage"], c);
-    if (const YAML::Node agents = root["agents"]) {
+    if (const YAML::Node agents = root["agents"]; agents && !agents.IsNull()) {
       if (!agents.IsSequence()) r.bad_value(agents, "agents", "a list of {type, count, options}");
       for (std::size_t i = 0; i < agents.size(); ++i) {
         c.agents.push_back(read_agent(r, agents[i], "agents[" + std::to_string(i) + "]", known_types));
       }
     }
-    if (const YAML::Node processes = root["processes"]) {
+    if (const YAML::Node processes = root["processes"]; processes && !processes.IsNull()) {
       if (!processes.IsSequence()) r.bad_value(processes, "processes", "a list of processes, each with name and argv");
       for (std::size_t i = 0; i < processes.size(); ++i) {
         ProcessSpec p = read_process(r, processes[i], "processes[" + std::to_string(i) + "]");

@@ -72,6 +72,12 @@ processes:
   EXPECT_TRUE(p.journal_output);
 }
 
+TEST(DaemonConfig, EmptyListsMayBeLeftEmpty) {
+  auto c = parse("agents:\nprocesses:\n");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(c->processes.empty());
+}
+
 TEST(DaemonConfig, EmptyFileMeansDefaults) {
   auto c = parse("");
   ASSERT_TRUE(c) << c.error();

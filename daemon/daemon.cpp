@@ -169,9 +169,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   SupervisorOptions so;
   if (gateway) so.gateway_endpoint = gateway->endpoint();
   if (!config.gateway_token_file.empty()) so.gateway_token = read_first_line(config.gateway_token_file);
-  so.on_line = [](const OutputLine& line) {
-    std::fprintf(stderr, "%s%s| %s\n", line.name.c_str(), line.is_stderr ? " (stderr)" : "", line.text.c_str());
-  };
+  so.log_fd = STDERR_FILENO;
   so.journal = journal;
   so.on_escalation = [&](const std::string&) { request_stop(kExitEscalated); };
   so.metrics = &rt->metrics();

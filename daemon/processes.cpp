@@ -4,6 +4,7 @@
 #include "daemon/processes.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -107,6 +108,7 @@ struct Group {
   std::deque<Clock::time_point> restart_times;  // within restart_period
   bool removing = false;  // erased once every instance has exited
   bool failed = false;    // gave up after too many restarts: nothing restarts until swarmctl start
+  Totals* totals = nullptr;  // its entry in State::totals (map nodes stay put)
 };
 
 std::string describe_status(int status) {
@@ -147,6 +149,8 @@ struct ProcessSupervisor::State {
   std::map<std::string, Totals, std::less<>> totals;
   metrics::HistogramSnapshot start_latency;
   std::deque<std::function<void()>> commands;
+  std::string log_buffer;  // output lines for options.log_fd, written once per wakeup
+  std::int64_t read_at_us = 0;  // when the output being split into lines was read
   std::uint64_t next_id = 1, next_seq = 1;
   bool stopping_all = false, quit = false, escalated = false;
   int epoll_fd = -1, wake_fd = -1;
@@ -216,6 +220,7 @@ struct ProcessSupervisor::State {
         commands.pop_front();
         fn();
       }
+      if (!log_buffer.empty()) flush_log();
       check_deadlines();
       erase_removed();
       changed.notify_all();
@@ -423,7 +428,7 @@ struct ProcessSupervisor::State {
   void exited(Instance& inst, ExitReason reason, const std::string& how) {
     Group& g = *inst.group;
     const ProcessSpec& spec = g.spec;
-    totals[spec.name].exits[static_cast<std::size_t>(reason)]++;
+    g.totals->exits[static_cast<std::size_t>(reason)]++;
     inst.last_exit = how;
     inst.deadline = kNever;
     const bool ours = reason == ExitReason::stopped || reason == ExitReason::stop_timeout;
@@ -452,7 +457,7 @@ struct ProcessSupervisor::State {
     while (!g.restart_times.empty() && g.restart_times.front() < now - spec.restart_period) g.restart_times.pop_front();
     if (g.restart_times.size() > spec.max_restarts) return give_up(g);
     inst.restarts++;
-    totals[spec.name].restarts++;
+    g.totals->restarts++;
     journal(LifecycleEvent::Kind::restarted, inst, "after " + how);
     schedule_start(inst);
   }
@@ -502,12 +507,13 @@ struct ProcessSupervisor::State {
   void read_output(Instance& inst, LineReader& r, bool is_stderr) {
     if (r.fd < 0) return;
     char buf[kReadChunk];
-    Totals& t = totals[inst.group->spec.name];
+    Totals& t = *inst.group->totals;
     for (int i = 0; i < kReadsPerWakeup; ++i) {
       const ssize_t n = read(r.fd, buf, sizeof buf);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;
       if (n <= 0) {  // EOF (or an error): the stream is done
+        read_at_us = wall_us();
         if (!r.partial.empty()) emit_line(inst, r, is_stderr);
         epoll_ctl(epoll_fd, EPOLL_CTL_DEL, r.fd, nullptr);
         close(r.fd);
@@ -515,6 +521,7 @@ struct ProcessSupervisor::State {
         return;
       }
       t.bytes[is_stderr] += static_cast<std::uint64_t>(n);
+      read_at_us = wall_us();  // the lines of one read share their time
       std::string_view data(buf, static_cast<std::size_t>(n));
       const std::size_t max_line = inst.group->spec.max_line_bytes;
       while (!data.empty()) {
@@ -538,18 +545,47 @@ struct ProcessSupervisor::State {
 
   void emit_line(Instance& inst, LineReader& r, bool is_stderr) {
     const ProcessSpec& spec = inst.group->spec;
-    totals[spec.name].lines[is_stderr]++;
-    OutputLine line{next_seq++, inst.name, is_stderr, wall_us(), std::move(r.partial)};
+    inst.group->totals->lines[is_stderr]++;
+    // The oldest kept line's storage is reused: no allocation per line once the ring is full.
+    OutputLine line;
+    if (spec.keep_lines != 0 && inst.kept.size() >= spec.keep_lines) {
+      line = std::move(inst.kept.front());
+      inst.kept.pop_front();
+    }
+    line.seq = next_seq++;
+    line.name = inst.name;
+    line.is_stderr = is_stderr;
+    line.at_us = read_at_us;
+    line.text.assign(r.partial);
     r.partial.clear();
     r.cutting = false;
     if (options.on_line) options.on_line(line);
+    if (options.log_fd >= 0) {
+      log_buffer.append(line.name).append(is_stderr ? " (stderr)| " : "| ").append(line.text).push_back('\n');
+      if (log_buffer.size() >= kReadChunk) flush_log();
+    }
     if (spec.journal_output && options.journal) {
       const std::string topic = "process." + inst.name + (is_stderr ? ".stderr" : ".stdout");
       options.journal->record({LifecycleEvent::Kind::message, static_cast<std::uint64_t>(inst.pid), "process", topic, line.text});
     }
-    if (spec.keep_lines == 0) return;
-    if (inst.kept.size() >= spec.keep_lines) inst.kept.pop_front();
-    inst.kept.push_back(std::move(line));
+    if (spec.keep_lines != 0) inst.kept.push_back(std::move(line));
+  }
+
+  // Blocks while the log is full: the processes then block on their pipes, and nothing is dropped.
+  void flush_log() {
+    std::size_t done = 0;
+    while (done < log_buffer.size()) {
+      const ssize_t n = write(options.log_fd, log_buffer.data() + done, log_buffer.size() - done);
+      if (n > 0) {
+        done += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EAGAIN) {
+        pollfd p{options.log_fd, POLLOUT, 0};
+        poll(&p, 1, 100);
+      } else if (n < 0 && errno != EINTR) {
+        break;  // the log is gone: the lines are still counted and kept
+      }
+    }
+    log_buffer.clear();
   }
 
   void journal(LifecycleEvent::Kind kind, const Instance& inst, const std::string& detail) {
@@ -607,7 +643,7 @@ struct ProcessSupervisor::State {
       by_id[inst->id] = inst.get();
       g->instances.push_back(std::move(inst));
     }
-    totals[spec.name];
+    g->totals = &totals[spec.name];
     groups.push_back(std::move(g));
     for (auto& inst : groups.back()->instances) start_instance(*inst);
   }

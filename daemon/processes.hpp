@@ -74,7 +74,10 @@ struct SupervisorOptions {
   /// Given to every process as SWARM_GATEWAY (and SWARM_TOKEN when set).
   std::string gateway_endpoint = {};
   std::string gateway_token = {};
-  /// Each output line (on the supervisor's thread; keep it quick). None: not logged.
+  /// Output lines are written here as "NAME| text" ("NAME (stderr)| text"),
+  /// once per wakeup rather than once per line; -1: not written.
+  int log_fd = -1;
+  /// Each output line (on the supervisor's thread; keep it quick).
   std::function<void(const OutputLine&)> on_line = {};
   /// Lifecycle events and, where asked, output lines. None: not journaled.
   std::shared_ptr<LifecycleSink> journal = {};
