@@ -457,7 +457,8 @@ struct Gateway::State {
 
   std::chrono::milliseconds poll_timeout() const {
     if (!blocked.empty()) return std::chrono::milliseconds(1);
-    auto until = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+    // Rounded up: rounded down, the last fraction of a millisecond before a tick was a busy loop.
+    auto until = std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now());
     return std::clamp(until, std::chrono::milliseconds(0), std::chrono::milliseconds(100));
   }
 
@@ -978,9 +979,8 @@ struct Gateway::State {
       answer_now(*s, p.request_id, AskStatus::timeout);
     }
     std::vector<std::pair<Session*, SessionEnd>> expired;
-    for (auto& sp : sessions) {
-      if (!sp) continue;
-      Session& s = *sp;
+    for (const auto& [routing_id, index] : by_routing_id) {  // the live sessions, not every slot of max_clients
+      Session& s = *sessions[index];
       if (now - s.last_in > 3 * s.heartbeat) {
         expired.emplace_back(&s, SessionEnd::heartbeat);
         continue;
