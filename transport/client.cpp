@@ -13,7 +13,8 @@ struct Client::Impl {
   zmq::socket_t socket{ctx, zmq::socket_type::dealer};
   std::string welcome;
   bool closed = false;
-  std::deque<Incoming> queued;  // arrived while request() waited
+  std::deque<Incoming> queued;  // arrived while request() or flush() waited
+  std::uint64_t pings = 0, pongs = 0;  // PINGs sent, PONGs received (the gateway answers each, in order)
   std::uint64_t next_request = 0;
   Clock::time_point last_out = Clock::now();
 
@@ -31,14 +32,16 @@ struct Client::Impl {
   }
   void send(const Body& body) { send(encode(body)); }
 
-  // One message from the socket within `timeout`, decoded; PING/PONG handled.
-  std::optional<Incoming> receive(std::chrono::milliseconds timeout) {
+  // One message from the socket within `timeout`, decoded; PING/PONG handled
+  // (a PONG ends the wait early, with nothing, when `until_pong`).
+  std::optional<Incoming> receive(std::chrono::milliseconds timeout, bool until_pong = false) {
     const Clock::time_point deadline = Clock::now() + timeout;
     for (;;) {
       const auto heartbeat = options.heartbeat;
       if (!closed && Clock::now() - last_out >= heartbeat) {
         try {
           send(Ping{});
+          ++pings;
         } catch (const ClientError&) {  // no connection: the wait below tells
         }
       }
@@ -105,11 +108,13 @@ struct Client::Impl {
               send(Pong{});
               skip = true;
             } else {
-              skip = true;  // PONG
+              ++pongs;
+              skip = true;
             }
           },
           d->body);
       if (!skip) return in;
+      if (until_pong && d->command == Command::pong) return std::nullopt;
     }
   }
 };
@@ -235,6 +240,20 @@ std::optional<Incoming> Client::next(std::chrono::milliseconds timeout) {
     return in;
   }
   return impl_->receive(timeout);
+}
+
+bool Client::flush(std::chrono::milliseconds timeout) {
+  Impl& c = *impl_;
+  c.send(Ping{});
+  const std::uint64_t wanted = ++c.pings;
+  const Clock::time_point deadline = Clock::now() + timeout;
+  while (c.pongs < wanted) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return false;
+    if (auto in = c.receive(left, true)) c.queued.push_back(std::move(*in));
+    if (c.closed) return false;
+  }
+  return true;
 }
 
 void Client::send_raw(const Frames& frames) { impl_->send(frames); }

@@ -115,6 +115,11 @@ class Client {
   /// and PONGs swallowed on the way).
   std::optional<Incoming> next(std::chrono::milliseconds timeout);
 
+  /// Returns true once the gateway has handled every command sent before it
+  /// (a PING, answered in order by PONG), so their ERRORs, if any, are
+  /// waiting in next(); false after `timeout` or when the session ended.
+  bool flush(std::chrono::milliseconds timeout);
+
   /// Sends raw frames (tests of malformed input).
   void send_raw(const Frames& frames);
 

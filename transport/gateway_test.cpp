@@ -235,6 +235,22 @@ TEST(Gateway, ClientsPublishAndSubscribeWithWildcards) {
   gw.stop();
 }
 
+TEST(Gateway, FlushReturnsOnceEarlierCommandsAreHandled) {
+  Runtime rt(two_workers());
+  Gateway gw(rt, loopback());
+  Client c(client(gw, "flusher"));
+  c.publish("bad..topic", "x");
+  ASSERT_TRUE(c.flush(5s));
+  auto err = c.next(0ms);  // already here: the gateway answered the PUB before the PING
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->command, Command::error);
+  EXPECT_NE(err->message.find("PUB"), std::string::npos) << err->message;
+  c.publish("good.topic", "x");
+  ASSERT_TRUE(c.flush(5s));
+  EXPECT_FALSE(c.next(0ms));  // nothing to say about a good one
+  gw.stop();
+}
+
 TEST(Gateway, AQueueGroupOfAgentsAndClientsGetsEachMessageOnce) {
   Runtime rt(two_workers());
   Gateway gw(rt, loopback());

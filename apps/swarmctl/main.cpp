@@ -287,17 +287,16 @@ std::unique_ptr<swarm::transport::Client> connect(const Options& o) {
 int pub(const Options& o, const std::string& topic, const std::string& data, const std::string& content_type) {
   auto c = connect(o);
   c->publish(topic, data, content_type);
-  // The gateway handles a session's commands in order and sends a command's
-  // ERROR before it handles the next (docs/protocol.md, section 4): the ERROR
-  // for an UNSUB of a sid never used confirms the PUB before the BYE.
-  constexpr std::uint32_t kUnusedSid = 0xffffffff;
-  c->unsubscribe(kUnusedSid);
-  const auto deadline = Clock::now() + milliseconds(static_cast<long>(o.timeout * 1000));
-  while (auto in = c->next(std::chrono::duration_cast<milliseconds>(deadline - Clock::now()))) {
-    if (in->command == Command::error && in->context == kUnusedSid) return 0;
+  // The gateway handles a session's commands in order: once it has answered
+  // the flush, an ERROR for the PUB (a bad topic, say) is already here.
+  const bool handled = c->flush(milliseconds(static_cast<long>(o.timeout * 1000)));
+  while (auto in = c->next(milliseconds(0))) {
     if (in->command == Command::error || in->command == Command::bye) session_failed(*in, "publish on " + topic);
   }
-  throw Failure(kExitFailed, "the gateway did not confirm the publish within " + seconds_text(o.timeout) + " s");
+  if (!handled) {
+    throw Failure(kExitFailed, "the gateway did not confirm the publish within " + seconds_text(o.timeout) + " s");
+  }
+  return 0;
 }
 
 int sub(const Options& o, const std::string& pattern, std::uint64_t count) {
