@@ -631,6 +631,20 @@ struct ProcessSupervisor::State {
                       (names.empty() ? "none" : names) + ")");
   }
 
+  /// On the loop: `act` on each instance NAME means; the names it acted on.
+  template <typename F>
+  Result<std::vector<std::string>> act_on(const std::string& name, F act) {
+    return call([&]() -> Result<std::vector<std::string>> {
+      auto selected = select(name);
+      if (!selected) return unexpected(selected.error());
+      std::vector<std::string> names;
+      for (Instance* inst : *selected) {
+        if (act(*inst)) names.push_back(inst->name);
+      }
+      return names;
+    });
+  }
+
   void add_group(const ProcessSpec& spec) {
     auto g = std::make_unique<Group>();
     g->spec = spec;
@@ -726,7 +740,8 @@ ApplySummary ProcessSupervisor::apply(const std::vector<ProcessSpec>& specs) {
       ProcessSpec old = g->spec;
       old.line = spec.line;
       if (old == spec) continue;
-      // Changed: stop the old ones, start the new ones once the old have exited.
+      // Changed: the old instances stop and the new ones start now (a HELLO
+      // with the same name takes the old one's session over).
       g->removing = true;
       for (auto& inst : g->instances) s.stop_instance(*inst);
       summary.changed.push_back(spec.name);
@@ -738,59 +753,41 @@ ApplySummary ProcessSupervisor::apply(const std::vector<ProcessSpec>& specs) {
 
 Result<std::vector<std::string>> ProcessSupervisor::restart(const std::string& name) {
   State& s = *state_;
-  return s.call([&]() -> Result<std::vector<std::string>> {
-    auto selected = s.select(name);
-    if (!selected) return unexpected(selected.error());
-    std::vector<std::string> names;
-    for (Instance* inst : *selected) {
-      names.push_back(inst->name);
-      inst->group->failed = false;
-      if (inst->pid != 0) {
-        s.stop_instance(*inst);
-        inst->start_after_exit = true;
-      } else {
-        s.start_instance(*inst);
-      }
+  return s.act_on(name, [&s](Instance& inst) {
+    inst.group->failed = false;
+    if (inst.pid == 0) {
+      s.start_instance(inst);
+    } else {
+      s.stop_instance(inst);
+      inst.start_after_exit = true;
     }
-    return names;
+    return true;
   });
 }
 
 Result<std::vector<std::string>> ProcessSupervisor::stop(const std::string& name) {
   State& s = *state_;
-  return s.call([&]() -> Result<std::vector<std::string>> {
-    auto selected = s.select(name);
-    if (!selected) return unexpected(selected.error());
-    std::vector<std::string> names;
-    for (Instance* inst : *selected) {
-      names.push_back(inst->name);
-      inst->start_after_exit = false;
-      inst->start_due = false;
-      if (inst->pid != 0) {
-        s.stop_instance(*inst);
-      } else {
-        inst->state = ProcessState::stopped;
-        inst->deadline = kNever;
-      }
+  return s.act_on(name, [&s](Instance& inst) {
+    inst.start_after_exit = false;
+    if (inst.pid != 0) {
+      s.stop_instance(inst);
+    } else {
+      inst.start_due = false;
+      inst.state = ProcessState::stopped;
+      inst.deadline = kNever;
     }
-    return names;
+    return true;
   });
 }
 
 Result<std::vector<std::string>> ProcessSupervisor::start(const std::string& name) {
   State& s = *state_;
-  return s.call([&]() -> Result<std::vector<std::string>> {
-    auto selected = s.select(name);
-    if (!selected) return unexpected(selected.error());
-    std::vector<std::string> names;
-    for (Instance* inst : *selected) {
-      if (inst->pid != 0) continue;
-      inst->group->failed = false;
-      inst->group->restart_times.clear();
-      names.push_back(inst->name);
-      s.start_instance(*inst);
-    }
-    return names;
+  return s.act_on(name, [&s](Instance& inst) {
+    if (inst.pid != 0) return false;
+    inst.group->failed = false;
+    inst.group->restart_times.clear();
+    s.start_instance(inst);
+    return true;
   });
 }
 
