@@ -91,6 +91,7 @@ struct Instance {
   std::string name;
   ProcessState state = ProcessState::stopped;
   int pid = 0, pidfd = -1;
+  int last_pid = 0;  // of its latest start (0: it did not get that far), for the journal
   LineReader out, err;
   Clock::time_point started{}, deadline = kNever;  // start timeout while starting, stop timeout while stopping
   bool stop_requested = false;   // swarmd sent SIGTERM: the exit is ours
@@ -265,6 +266,7 @@ struct ProcessSupervisor::State {
     const ProcessSpec& spec = inst.group->spec;
     inst.stop_requested = inst.killed = inst.start_after_exit = inst.start_due = false;
     inst.started = Clock::now();
+    inst.last_pid = 0;
     const std::string program = find_program(spec.argv[0], spec.env);
     if (program.empty()) {
       return failed_to_start(inst, "\"" + spec.argv[0] + "\" is not an executable in PATH");
@@ -358,7 +360,7 @@ struct ProcessSupervisor::State {
       return failed_to_start(inst, std::string(stages[failure.stage]) + " failed: " + std::strerror(failure.error) +
                                        (failure.stage == 1 ? " (" + spec.cwd + ")" : failure.stage == 3 ? " (" + program + ")" : ""));
     }
-    inst.pid = pid;
+    inst.pid = inst.last_pid = pid;
     inst.pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
     inst.out.fd = out[0];
     inst.err.fd = err[0];
@@ -566,7 +568,7 @@ struct ProcessSupervisor::State {
     }
     if (spec.journal_output && options.journal) {
       const std::string topic = "process." + inst.name + (is_stderr ? ".stderr" : ".stdout");
-      options.journal->record({LifecycleEvent::Kind::message, static_cast<std::uint64_t>(inst.pid), "process", topic, line.text});
+      options.journal->record({LifecycleEvent::Kind::message, static_cast<std::uint64_t>(inst.last_pid), "process", topic, line.text});
     }
     if (spec.keep_lines != 0) inst.kept.push_back(std::move(line));
   }
@@ -591,7 +593,7 @@ struct ProcessSupervisor::State {
   void journal(LifecycleEvent::Kind kind, const Instance& inst, const std::string& detail) {
     if (!options.journal) return;
     const std::string type = "process/" + inst.name;
-    options.journal->record({kind, static_cast<std::uint64_t>(inst.pid), type, detail});
+    options.journal->record({kind, static_cast<std::uint64_t>(inst.last_pid), type, detail});
   }
 
   // -- bookkeeping ---

@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "metrics/registry.hpp"
+#include "storage/journal.hpp"
 #include "runtime/test_util.hpp"
 
 namespace swarm::daemon {
@@ -192,6 +193,27 @@ TEST(ProcessSupervisor, OutputIsReadLineByLineCutAndKept) {
   EXPECT_TRUE(s.logs("talker", 100, kept.back().seq).value().empty());
   EXPECT_NE(reg.render().find("swarm_process_output_truncated_total{process=\"talker\"} 1"), std::string::npos);
   EXPECT_FALSE(s.logs("nobody", 1, 0));
+}
+
+TEST(ProcessSupervisor, LifecycleAndOutputGoToTheJournal) {
+  std::shared_ptr<storage::Journal> journal = storage::make_memory_journal();
+  ProcessSupervisor s({.journal = journal});
+  ProcessSpec p = sh("j", "echo hello; exit 2");
+  p.restart = RestartType::temporary;
+  p.journal_output = true;
+  s.apply({p});
+  ASSERT_TRUE(eventually([&] { return state_of(s, "j") == ProcessState::exited; }));
+  auto crashes = journal->crashes("process/j", 0, std::numeric_limits<std::int64_t>::max()).value();
+  ASSERT_EQ(crashes.size(), 1u);
+  EXPECT_EQ(crashes[0].detail, "error: exit code 2");
+  ASSERT_NE(crashes[0].agent, 0u);  // the pid
+  ASSERT_TRUE(eventually([&] { return journal->history(crashes[0].agent).value().size() == 3; }));
+  auto history = journal->history(crashes[0].agent).value();
+  EXPECT_EQ(history[0].kind, storage::EventKind::spawned);
+  EXPECT_EQ(history[1].kind, storage::EventKind::message);
+  EXPECT_EQ(history[1].detail, "process.j.stdout");
+  EXPECT_EQ(history[1].payload, "hello");
+  EXPECT_EQ(history[2].kind, storage::EventKind::crashed);
 }
 
 TEST(ProcessSupervisor, ApplyAddsRemovesAndRestartsChanged) {

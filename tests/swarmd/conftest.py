@@ -57,7 +57,8 @@ def rss_kb(pid: int) -> int:
 class Swarmd:
     """swarmd running a config written to `folder`."""
 
-    def __init__(self, folder: Path, config: str, stderr: Any = None, admin_extra: str = "") -> None:
+    def __init__(self, folder: Path, config: str, stderr: Any = None, admin_extra: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.folder = folder
         self.admin_extra = admin_extra
         self.admin_port = free_port()
@@ -67,7 +68,8 @@ class Swarmd:
         self.write_config(config)
         self.log_path = folder / "swarmd.log"
         log = open(self.log_path, "wb") if stderr is None else stderr
-        self.proc = subprocess.Popen([str(SWARMD), "--config", str(self.config_path)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen([str(SWARMD), "--config", str(self.config_path)], stdout=log, stderr=log,
+                                     env=None if env is None else {**os.environ, **env})
         wait_until(self.answers, what="swarmd's admin port")
 
     def write_config(self, body: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -186,3 +187,14 @@ def test_check_config(tmp_path: Path):
                                 "expected permanent, transient or temporary")
     r = subprocess.run([str(SWARMD), "--config", str(bad)], capture_output=True, text=True)
     assert r.returncode == 2 and "processes.a.restart" in r.stderr
+
+
+def test_readiness_and_stopping_are_told_to_systemd(swarmd, tmp_path: Path):
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(30)
+        d = swarmd("processes: []\n", env={"NOTIFY_SOCKET": str(path)})
+        assert sock.recv(100) == b"READY=1"
+        assert d.stop() == 0
+        assert sock.recv(100) == b"STOPPING=1"
