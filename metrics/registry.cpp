@@ -1,6 +1,12 @@
 #include "metrics/registry.hpp"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -259,6 +265,40 @@ void Collector::histogram(std::string_view name, std::string_view help, const La
 
 Registry::Registry(RegistryOptions options) : options_(options) {}
 
+std::optional<ProcessStats> read_process_stats() {
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));  // from field 3 (state) on
+  std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+  if (f.size() < 22) return std::nullopt;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  auto field = [&](int n) { return std::strtod(f[static_cast<std::size_t>(n - 3)].c_str(), nullptr); };  // man proc(5) numbering
+  ProcessStats p;
+  p.cpu_seconds = (field(14) + field(15)) / tick;
+  p.threads = field(20);
+  p.virtual_bytes = field(23);
+  p.resident_bytes = field(24) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  std::ifstream proc_stat("/proc/stat");
+  for (std::string key; proc_stat >> key;) {
+    if (key == "btime") {
+      double boot = 0;
+      proc_stat >> boot;
+      p.start_time_seconds = boot + field(22) / tick;
+      break;
+    }
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec); !ec && it != std::filesystem::directory_iterator();
+       it.increment(ec)) {
+    ++p.open_fds;
+  }
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) p.max_fds = static_cast<double>(rl.rlim_cur);
+  return p;
+}
+
 Registry::~Registry() {
   MutexLock lock(mu_);
   for (const Instrument& i : instruments_) {
@@ -375,6 +415,18 @@ std::vector<prometheus::MetricFamily> Registry::Collect() const {
       prometheus::MetricType::Gauge, exported);
   own("swarm_metrics_series_dropped_total", "Series cut by the series cap (max_series), summed over scrapes.",
       prometheus::MetricType::Counter, cut_total);
+  // The standard process series, as Prometheus' own client libraries name them (outside the cap too).
+  if (const auto p = read_process_stats()) {
+    own("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", prometheus::MetricType::Counter,
+        p->cpu_seconds);
+    own("process_resident_memory_bytes", "Resident memory size in bytes.", prometheus::MetricType::Gauge, p->resident_bytes);
+    own("process_virtual_memory_bytes", "Virtual memory size in bytes.", prometheus::MetricType::Gauge, p->virtual_bytes);
+    own("process_open_fds", "Number of open file descriptors.", prometheus::MetricType::Gauge, p->open_fds);
+    own("process_max_fds", "Maximum number of open file descriptors.", prometheus::MetricType::Gauge, p->max_fds);
+    own("process_threads", "Number of OS threads in the process.", prometheus::MetricType::Gauge, p->threads);
+    own("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+        prometheus::MetricType::Gauge, p->start_time_seconds);
+  }
   return out;
 }
 

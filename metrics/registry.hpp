@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -52,6 +53,14 @@ inline constexpr unsigned kExportMaxShift = 35;
 
 /// Receives series from callbacks during a scrape. Families of the same name
 /// are merged; the type and help of the first one win.
+/// The standard process figures (Prometheus clients' process_* series), from
+/// /proc/self; nullopt where /proc cannot be read. Every render() exports them.
+struct ProcessStats {
+  double cpu_seconds = 0, resident_bytes = 0, virtual_bytes = 0, open_fds = 0, max_fds = 0, threads = 0,
+         start_time_seconds = 0;
+};
+std::optional<ProcessStats> read_process_stats();
+
 class Collector {
  public:
   void counter(std::string_view name, std::string_view help, const Labels& labels, double value);

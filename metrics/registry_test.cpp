@@ -189,3 +189,30 @@ TEST(Registry, RemovedCallbacksAreNotCalled) {
 
 }  // namespace
 }  // namespace swarm::metrics
+
+namespace swarm::metrics {
+namespace {
+
+TEST(Registry, ExportsTheStandardProcessSeries) {
+  Registry reg;
+  const std::string text = reg.render();
+  for (const char* name : {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+                           "process_open_fds", "process_max_fds", "process_threads", "process_start_time_seconds"}) {
+    EXPECT_NE(text.find(std::string("\n") + name + " "), std::string::npos) << name;
+  }
+  auto p = read_process_stats();
+  ASSERT_TRUE(p);
+  EXPECT_GT(p->resident_bytes, 1 << 20);
+  EXPECT_GE(p->threads, 1);
+  EXPECT_GE(p->open_fds, 3);  // stdin, stdout, stderr
+  const double now = static_cast<double>(std::time(nullptr));
+  EXPECT_GT(p->start_time_seconds, now - 3600);  // started within the hour...
+  EXPECT_LE(p->start_time_seconds, now + 1);     // ...and not in the future
+  // CPU time only grows.
+  volatile double sink = 0;
+  for (int i = 0; i < 20'000'000; ++i) sink = sink + i;
+  EXPECT_GE(read_process_stats()->cpu_seconds, p->cpu_seconds);
+}
+
+}  // namespace
+}  // namespace swarm::metrics
