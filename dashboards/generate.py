@@ -138,6 +138,11 @@ def quantiles(metric: str, by: str = "") -> list[tuple[str, str]]:
              f"p{int(q * 100)}" + (f" {{{{{by}}}}}" if by else "")) for q in (0.5, 0.99)]
 
 
+def zero_when_none(expr: str) -> str:
+    """For series that exist only once something happened (a slow handler, a backlog): 0, not "no data"."""
+    return f"({expr}) or on() vector(0)"
+
+
 def heatmap(metric: str) -> tuple[str, str]:
     return (f"sum by (le) (rate({metric}_bucket{SEL}[{RATE}]))", "{{le}}")
 
@@ -181,10 +186,14 @@ def overview() -> Board:
     b.graph("Saturation: deepest mailbox ÷ capacity", "percentunit", (f"max(swarm_mailbox_fill_ratio_max{SEL})", "fill"))
     b.graph("Saturation: queueing delay", "s", *quantiles("swarm_queueing_delay_seconds"))
     b.graph("Slowest consumers: queueing delay", "s",
-            (f"topk(10, swarm_slow_consumer_queueing_delay_seconds{SEL})", "{{type}} {{agent}}"))
+            (zero_when_none(f"topk(10, swarm_slow_consumer_queueing_delay_seconds{SEL})"), "{{type}} {{agent}}"),
+            note="0 while no agent has waited.")
     b.graph("Slowest consumers: mailbox depth", "short",
-            (f"topk(10, swarm_slow_consumer_mailbox_depth{SEL})", "{{type}} {{agent}}"))
-    b.graph("Slow handlers /s by type", "ops", (f"sum by (type) (rate(swarm_slow_handlers_total{SEL}[{RATE}]))", "{{type}}"))
+            (zero_when_none(f"topk(10, swarm_slow_consumer_mailbox_depth{SEL})"), "{{type}} {{agent}}"),
+            note="0 while no mailbox holds a message.")
+    b.graph("Slow handlers /s by type", "ops",
+            (zero_when_none(f"sum by (type) (rate(swarm_slow_handlers_total{SEL}[{RATE}]))"), "{{type}}"),
+            note="0 until a handler runs past slow_handler_threshold.")
     b.row("Router")
     b.graph("Utilization: published and delivered /s", "ops",
             (f"sum(rate(swarm_router_published_total{SEL}[{RATE}]))", "published"),
