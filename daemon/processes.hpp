@@ -77,7 +77,8 @@ struct SupervisorOptions {
   /// Output lines are written here as "NAME| text" ("NAME (stderr)| text"),
   /// once per wakeup rather than once per line; -1: not written.
   int log_fd = -1;
-  /// Each output line (on the supervisor's thread; keep it quick).
+  /// Each output line, on the supervisor's thread with its lock held: keep
+  /// it quick, and never call the supervisor from it.
   std::function<void(const OutputLine&)> on_line = {};
   /// Lifecycle events and, where asked, output lines. None: not journaled.
   std::shared_ptr<LifecycleSink> journal = {};
