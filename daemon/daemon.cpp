@@ -181,7 +181,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   std::string token_file;
   std::atomic<bool> draining{false};
   if (metrics::AdminServer* admin = rt->admin()) {
-    admin->set_dynamic_page("/debug/status", [&](const metrics::AdminRequest&) {
+    admin->set_dynamic_page("/debug/status", [&, admin](const metrics::AdminRequest&) {  // admin: a copy, it lives in this block
       std::size_t running = 0, starting = 0, failed = 0;
       const auto list = supervisor.instances();
       for (const auto& i : list) {

@@ -100,7 +100,8 @@ struct Instance {
   bool start_due = false;        // start at `deadline` (a restart: from the loop, never recursively)
   std::uint64_t restarts = 0;
   std::string last_exit;
-  std::deque<OutputLine> kept;
+  std::vector<OutputLine> kept;  // a ring of keep_lines: once full, nothing is allocated per line
+  std::size_t kept_next = 0;     // the slot the next line overwrites once the ring is full
 };
 
 struct Group {
@@ -412,6 +413,9 @@ struct ProcessSupervisor::State {
     epoll_ctl(epoll_fd, EPOLL_CTL_DEL, inst.pidfd, nullptr);
     close(inst.pidfd);
     inst.pidfd = -1;
+    // What it wrote before it ended comes before its exit, in the log and the journal.
+    read_output(inst, inst.out, false);
+    read_output(inst, inst.err, true);
     inst.pid = 0;
     ExitReason reason;
     if (inst.killed) {
@@ -549,11 +553,8 @@ struct ProcessSupervisor::State {
     const ProcessSpec& spec = inst.group->spec;
     inst.group->totals->lines[is_stderr]++;
     // The oldest kept line's storage is reused: no allocation per line once the ring is full.
-    OutputLine line;
-    if (spec.keep_lines != 0 && inst.kept.size() >= spec.keep_lines) {
-      line = std::move(inst.kept.front());
-      inst.kept.pop_front();
-    }
+    OutputLine scratch;
+    OutputLine& line = spec.keep_lines == 0 ? scratch : next_slot(inst, spec.keep_lines);
     line.seq = next_seq++;
     line.name = inst.name;
     line.is_stderr = is_stderr;
@@ -570,7 +571,13 @@ struct ProcessSupervisor::State {
       const std::string topic = "process." + inst.name + (is_stderr ? ".stderr" : ".stdout");
       options.journal->record({LifecycleEvent::Kind::message, static_cast<std::uint64_t>(inst.last_pid), "process", topic, line.text});
     }
-    if (spec.keep_lines != 0) inst.kept.push_back(std::move(line));
+  }
+
+  static OutputLine& next_slot(Instance& inst, std::size_t capacity) {
+    if (inst.kept.size() < capacity) return inst.kept.emplace_back();
+    OutputLine& slot = inst.kept[inst.kept_next];
+    inst.kept_next = (inst.kept_next + 1) % capacity;
+    return slot;
   }
 
   // Blocks while the log is full: the processes then block on their pipes, and nothing is dropped.
