@@ -7,6 +7,7 @@
 #include <charconv>
 #include <stdexcept>
 
+#include "metrics/live_page.hpp"
 #include "metrics/profiler.hpp"
 
 namespace swarm::metrics {
@@ -151,8 +152,11 @@ void AdminServer::start() {
   };
   http->Get(R"(/control/.+)", control);
   http->Post(R"(/control/.+)", control);
-  route("/", [this](const AdminRequest&) {
-    std::string body = "swarm admin\n/metrics\n/healthz\n/readyz\n/debug/flamegraph?seconds=N&format=folded|svg&type=cpu|logical\n";
+  route("/", [](const AdminRequest&) {
+    return AdminResponse{200, "text/html; charset=utf-8", std::string(live_page_html())};
+  });
+  route("/index.txt", [this](const AdminRequest&) {
+    std::string body = "swarm admin\n/ (the live page)\n/metrics\n/healthz\n/readyz\n/debug/flamegraph?seconds=N&format=folded|svg&type=cpu|logical\n";
     for (const auto& p : pages_) body += p.first + "\n";
     MutexLock lock(dynamic_mu_);
     for (const auto& p : dynamic_pages_) body += p.first + "\n";
