@@ -172,14 +172,19 @@ def overview() -> Board:
     b.row("Workers")
     b.graph("Utilization by worker", "percentunit",
             (f"rate(swarm_worker_busy_seconds_total{SEL}[{RATE}])", "worker {{worker}}"), links=FLAMEGRAPH)
-    b.graph("Saturation: run queue by worker", "short", (f"swarm_run_queue_depth{SEL}", "worker {{worker}}"),
-            (f"swarm_injector_depth{SEL}", "injector"))
-    b.graph("Errors: run queue overflows /s", "ops", (f"sum(rate(swarm_run_queue_overflows_total{SEL}[{RATE}]))", "overflows"))
+    b.graph("Saturation: runnable agents waiting", "short",
+            (f"sum(swarm_run_queue_depth{SEL}) + sum(swarm_injector_depth{SEL})", "in run queues and the injector"))
+    b.graph("Errors: crashes /s", "ops", (f"sum(rate(swarm_agent_crashes_total{SEL}[{RATE}]))", "crashes"))
     b.graph("Activations, steals, parks /s", "ops",
             (f"sum(rate(swarm_worker_activations_total{SEL}[{RATE}]))", "activations"),
             (f"sum(rate(swarm_worker_steals_total{SEL}[{RATE}]))", "steals"),
             (f"sum(rate(swarm_worker_parks_total{SEL}[{RATE}]))", "parks"))
     b.graph("Workers", "short", (f"sum(swarm_workers{SEL})", "workers"))
+    b.row("Run queues")
+    b.graph("Utilization: run queue depth by worker (capacity 256)", "short",
+            (f"swarm_run_queue_depth{SEL}", "worker {{worker}}"))
+    b.graph("Saturation: the shared injector", "short", (f"sum(swarm_injector_depth{SEL})", "injector"))
+    b.graph("Errors: run queue overflows /s", "ops", (f"sum(rate(swarm_run_queue_overflows_total{SEL}[{RATE}]))", "overflows"))
     b.row("Mailboxes")
     b.graph("Utilization: messages queued", "short", (f"sum(swarm_mailbox_messages{SEL})", "queued"),
             (f"sum(swarm_mailbox_backlogged_agents{SEL})", "agents with a backlog"))
@@ -276,6 +281,7 @@ def storage() -> Board:
             (f"sum(rate(swarm_state_written_total{SEL}[{RATE}]))", "written"),
             (f"sum(rate(swarm_state_coalesced_total{SEL}[{RATE}]))", "coalesced"))
     b.graph("Pending keys", "short", (f"sum(swarm_state_pending_keys{SEL})", "pending"))
+    b.graph("Pipelined batches /s", "ops", (f"sum(rate(swarm_state_flush_seconds_count{SEL}[{RATE}]))", "batches"))
     b.graph("Batch round trip", "s", *quantiles("swarm_state_flush_seconds"))
     b.graph("Connected", "short", (f"min(swarm_state_connected{SEL})", "connected"))
     b.graph("Reconnects and write errors /s", "ops",
