@@ -1,6 +1,7 @@
 #include "router/router.hpp"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -283,6 +284,7 @@ Result<SubscriptionId> Router::subscribe(std::string_view pattern, Subscriber s,
   const SubscriptionId id = next_sub_++;
   by_subscriber_[s].push_back(id);
   subs_.emplace(id, std::move(sub));
+  subscription_version_.fetch_add(1, std::memory_order_acq_rel);
   return id;
 }
 
@@ -308,6 +310,7 @@ std::size_t Router::unsubscribe_all(Subscriber s) {
 }
 
 void Router::remove_locked(SubscriptionId id) {
+  subscription_version_.fetch_add(1, std::memory_order_acq_rel);
   auto it = subs_.find(id);
   Sub* sub = it->second.get();
   if (sub->wildcard) {
@@ -475,6 +478,9 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
           case DeliverStatus::dead: ++res.dead; break;
         }
       };
+      if (options.relayed_by != nullptr) [[unlikely]] {
+        publish_relayed(*r, d, options, res);
+      } else {
       for (Subscriber s : r->plain()) send(s);
       for (std::uint32_t i = 0; i < r->group_count; ++i) {
         const Resolved::Group& g = r->groups[i];
@@ -493,6 +499,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
           }
         }
         send(g.members[pick]);
+      }
       }
     }
     res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
@@ -520,6 +527,48 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
     if (republish_dead(topic, payload, options)) republished_.fetch_add(1, std::memory_order_relaxed);
   }
   return res;
+}
+
+// A message another node relayed here: to the plain subscribers or to one
+// member of one group (round robin), never back to the relaying endpoint.
+void Router::publish_relayed(const Resolved& r, Delivery& d, const PublishOptions& options,
+                             PublishResult& res) noexcept {
+  auto send = [&](Subscriber s) {
+    d.address = s.address;
+    switch (s.endpoint->deliver(d)) {
+      case DeliverStatus::ok: ++res.delivered; break;
+      case DeliverStatus::mailbox_full: ++res.mailbox_full; break;
+      case DeliverStatus::dead: ++res.dead; break;
+    }
+  };
+  if (options.relay_group.empty()) {
+    for (Subscriber s : r.plain()) {
+      if (s.endpoint != options.relayed_by) send(s);
+    }
+    return;
+  }
+  for (std::uint32_t i = 0; i < r.group_count; ++i) {
+    const Resolved::Group& g = r.groups[i];
+    if (g.name != options.relay_group) continue;
+    const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t k = 0; k < g.members.size(); ++k) {
+      const Subscriber& s = g.members[(turn + k) % g.members.size()];
+      if (s.endpoint != options.relayed_by) return send(s);
+    }
+    return;
+  }
+}
+
+std::vector<InterestEntry> Router::interest(const Endpoint* except) const {
+  std::map<std::pair<std::string_view, std::string_view>, std::uint32_t> counts;
+  MutexLock lock(mu_);
+  for (const auto& [id, sub] : subs_) {
+    if (sub->who.endpoint != except) ++counts[{sub->pattern, sub->group}];
+  }
+  std::vector<InterestEntry> out;
+  out.reserve(counts.size());
+  for (const auto& [key, n] : counts) out.push_back({std::string(key.first), std::string(key.second), n});
+  return out;
 }
 
 // Sends a message that missed a receiver on "$dead.<topic>", once per

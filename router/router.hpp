@@ -92,6 +92,22 @@ struct PublishOptions {
   std::uint32_t sender_node = 0;
   std::uint64_t correlation_id = 0;
   std::uint64_t deadline_ns = 0;
+  // A message relayed from another node (cluster/): the relaying endpoint's
+  // own subscribers are skipped (one hop, no loops), and only the plain
+  // subscribers (relay_group empty) or one member of the group relay_group
+  // receive it, as the sending node chose.
+  const Endpoint* relayed_by = nullptr;
+  std::string_view relay_group = {};
+};
+
+/// What the local subscribers of a router want, as another node sees it: one
+/// entry per (pattern, queue group) with its number of subscribers.
+struct InterestEntry {
+  std::string pattern;
+  std::string queue_group;  // empty: plain subscribers
+  std::uint32_t subscribers = 0;
+  friend bool operator==(const InterestEntry&, const InterestEntry&) = default;
+  friend auto operator<=>(const InterestEntry&, const InterestEntry&) = default;
 };
 
 struct [[nodiscard]] PublishResult {
@@ -163,6 +179,15 @@ class Router {
   /// exactly as publish() does, without delivering.
   std::size_t receivers(TopicId topic) noexcept;
 
+  // -- interest, for other nodes (cluster/) ---
+
+  /// Bumped by every subscribe and unsubscribe: poll it to learn that
+  /// interest() may have changed.
+  std::uint64_t subscription_version() const noexcept { return subscription_version_.load(std::memory_order_acquire); }
+  /// The subscriptions of every endpoint but `except`, aggregated by pattern
+  /// and queue group, sorted.
+  std::vector<InterestEntry> interest(const Endpoint* except) const;
+
   // -- observability ---
 
   RouterStats stats() const;
@@ -200,6 +225,7 @@ class Router {
   void remove_locked(SubscriptionId id) SWARM_REQUIRES(mu_);
   void collect_locked(TopicId id, std::vector<Sub*>& out) const SWARM_REQUIRES(mu_);
   bool republish_dead(TopicId topic, const Payload& payload, const PublishOptions& options) noexcept;
+  void publish_relayed(const Resolved& r, Delivery& d, const PublishOptions& options, PublishResult& res) noexcept;
 
   // -- constant after construction ---
   const RouterConfig config_;
@@ -220,6 +246,7 @@ class Router {
 
   // -- own synchronization ---
   std::atomic<std::uint64_t> republished_{0};
+  std::atomic<std::uint64_t> subscription_version_{0};
 
   // -- guarded by mu_ ---
   mutable Mutex mu_;

@@ -72,7 +72,7 @@ router::PublishResult RuntimeCore::forward_publish(router::TopicId topic, const 
     return {};
   }
   const std::uint64_t deadline = options.send.ttl.count() != 0 ? deadline_after(options.send.ttl) : 0;
-  return publish_from(options.sender, topic, payload, options.send.kind, options.correlation_id, deadline);
+  return publish_from(options.sender, topic, payload, options.send.kind, options.correlation_id, deadline, &options);
 }
 
 SendResult Agent::send(AgentRef to, Payload payload, const SendOptions& options) noexcept {

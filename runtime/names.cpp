@@ -43,11 +43,18 @@ Result<void> RuntimeCore::register_name(AgentRef agent, std::string_view name) {
     return unexpected("runtime: register_name: \"" + std::string(name) + "\" is already registered to " +
                       to_string(it->second));
   }
+  if (directory_ != nullptr && (it == names_.end() || it->second != agent)) {
+    if (AgentRef remote = directory_->resolve(name); remote.valid()) {
+      return unexpected("runtime: register_name: \"" + std::string(name) + "\" is already registered to " +
+                        to_string(remote) + " on another node");
+    }
+  }
   if (it != names_.end()) {
     it->second = agent;
   } else {
     names_.emplace(std::string(name), agent);
   }
+  if (directory_ != nullptr) directory_->changed(name, agent, true);
   return {};
 }
 
@@ -55,6 +62,7 @@ bool RuntimeCore::unregister_name(std::string_view name) {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);
   if (it == names_.end()) return false;
+  if (directory_ != nullptr) directory_->changed(name, it->second, false);
   names_.erase(it);
   return true;
 }
@@ -63,6 +71,7 @@ bool RuntimeCore::unregister_name(std::string_view name, AgentRef holder) {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);
   if (it == names_.end() || it->second != holder) return false;
+  if (directory_ != nullptr) directory_->changed(name, holder, false);
   names_.erase(it);
   return true;
 }
@@ -70,14 +79,26 @@ bool RuntimeCore::unregister_name(std::string_view name, AgentRef holder) {
 AgentRef RuntimeCore::whereis(std::string_view name) const {
   MutexLock lock(names_mu_);
   auto it = names_.find(name);
-  return it == names_.end() || !alive(it->second) ? AgentRef{} : it->second;
+  if (it != names_.end() && alive(it->second)) return it->second;
+  return directory_ != nullptr ? directory_->resolve(name) : AgentRef{};
+}
+
+void RuntimeCore::set_name_directory(NameDirectory* directory) {
+  MutexLock lock(names_mu_);  // no call to the old one is running after this
+  directory_ = directory;
+  if (directory_ == nullptr) return;
+  for (const auto& [name, holder] : names_) {
+    if (alive(holder)) directory_->changed(name, holder, true);
+  }
 }
 
 void RuntimeCore::release_names(AgentRef agent, const std::vector<std::string>& names) noexcept {
   MutexLock lock(names_mu_);
   for (const std::string& n : names) {
     auto it = names_.find(n);
-    if (it != names_.end() && it->second == agent) names_.erase(it);
+    if (it == names_.end() || it->second != agent) continue;
+    if (directory_ != nullptr) directory_->changed(n, agent, false);
+    names_.erase(it);
   }
 }
 

@@ -16,7 +16,13 @@
 
 #include <cstdint>
 
+#include <string_view>
+
 #include "runtime/message.hpp"
+
+namespace swarm::router {
+class Endpoint;
+}
 
 namespace swarm {
 
@@ -37,13 +43,31 @@ class RemoteNode {
 };
 
 /// Maximum number of remote nodes attached to one runtime at a time.
-inline constexpr std::uint32_t kMaxRemoteNodes = 64;
+inline constexpr std::uint32_t kMaxRemoteNodes = 256;  // a cluster takes up to three per peer node
 
 /// Sending on behalf of a participant outside the agents (see Runtime::forward).
 struct ForwardOptions {
   AgentRef sender;                   // who sent it: replies to a request go there
   std::uint64_t correlation_id = 0;  // non-zero: a request, answered with this id
   SendOptions send;                  // kind and ttl
+  // A publish relayed from another node (see router::PublishOptions): not
+  // delivered back to `relayed_by`, and only to the plain subscribers or one
+  // member of `relay_group`.
+  const router::Endpoint* relayed_by = nullptr;
+  std::string_view relay_group = {};
+};
+
+/// Names held on other nodes (a cluster's shared directory). The runtime asks
+/// it when a name is not held here, and tells it of every name registered or
+/// released here. Every call may come from any thread and must not block.
+class NameDirectory {
+ public:
+  virtual ~NameDirectory() = default;
+  /// The live holder of `name` on another node (a ref on a remote node), or
+  /// an invalid ref.
+  virtual AgentRef resolve(std::string_view name) const noexcept = 0;
+  /// `name` was registered to `holder` here (registered) or released.
+  virtual void changed(std::string_view name, AgentRef holder, bool registered) noexcept = 0;
 };
 
 }  // namespace swarm

@@ -264,6 +264,8 @@ SendResult Runtime::forward_reply(AgentRef to, std::uint64_t correlation_id, Ask
   return core_->forward_reply(to, correlation_id, status, partial, std::move(payload));
 }
 
+void Runtime::set_name_directory(NameDirectory* directory) { core_->set_name_directory(directory); }
+
 router::Router& Runtime::router() noexcept { return core_->router(); }
 Result<router::SubscriptionId> Runtime::subscribe(AgentRef agent, std::string_view pattern,
                                                   std::string_view queue_group) {

@@ -235,8 +235,12 @@ class Runtime {
   bool unregister_name(std::string_view name);
   /// Releases `name` if `holder` holds it (a transport's participant leaving).
   bool unregister_name(std::string_view name, AgentRef holder);
-  /// The agent registered under `name`, or an invalid ref.
+  /// The agent registered under `name` (here, or on another node when a
+  /// name directory is set), or an invalid ref.
   AgentRef whereis(std::string_view name) const;
+  /// Shares names with other nodes (cluster/ sets it; nullptr removes it).
+  /// Names already registered are reported to it at once.
+  void set_name_directory(NameDirectory* directory);
 
   // -- topics (see router/) ---
 

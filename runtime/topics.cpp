@@ -53,10 +53,19 @@ Result<router::PublishResult> RuntimeCore::publish(std::string_view topic, const
 
 router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
                                             std::uint32_t kind, std::uint64_t correlation_id,
-                                            std::uint64_t deadline_ns) noexcept {
+                                            std::uint64_t deadline_ns, const ForwardOptions* relay) noexcept {
   const std::uint64_t start = telemetry_->sample() ? detail::now_ns() : 0;
-  router::PublishResult r =
-      router_.publish(topic, payload, {kind, sender.bits(), sender.node, correlation_id, deadline_ns});
+  router::PublishOptions o;
+  o.kind = kind;
+  o.sender = sender.bits();
+  o.sender_node = sender.node;
+  o.correlation_id = correlation_id;
+  o.deadline_ns = deadline_ns;
+  if (relay != nullptr) {
+    o.relayed_by = relay->relayed_by;
+    o.relay_group = relay->relay_group;
+  }
+  router::PublishResult r = router_.publish(topic, payload, o);
   if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
   if (r.no_subscriber) count_drop(DropReason::no_subscriber, {});
   return r;  // full mailboxes and dead agents were counted by the endpoint

@@ -110,6 +110,7 @@ class RuntimeCore final : public RuntimeView {
   SendResult forward_reply(AgentRef to, std::uint64_t correlation_id, AskStatus status, bool partial,
                            Payload payload) noexcept;
   AgentRef whereis(std::string_view name) const;
+  void set_name_directory(NameDirectory* directory);
   router::Router& router() noexcept { return router_; }
   Result<router::SubscriptionId> subscribe(AgentRef agent, std::string_view pattern, std::string_view queue_group);
   bool unsubscribe(router::SubscriptionId id) { return router_.unsubscribe(id); }
@@ -162,7 +163,7 @@ class RuntimeCore final : public RuntimeView {
   void add_room_waiter(AgentRef receiver, AgentRef waiter);
   router::PublishResult publish_from(AgentRef sender, router::TopicId topic, const Payload& payload,
                                      std::uint32_t kind, std::uint64_t correlation_id,
-                                     std::uint64_t deadline_ns = 0) noexcept;
+                                     std::uint64_t deadline_ns = 0, const ForwardOptions* relay = nullptr) noexcept;
   /// Runs one activation of `agent` on `worker`; true if it still has
   /// messages (yield it). Worker threads only.
   bool activate(Agent* agent, Worker& worker) noexcept;
@@ -262,6 +263,7 @@ class RuntimeCore final : public RuntimeView {
 
   mutable Mutex names_mu_;
   std::map<std::string, AgentRef, std::less<>> names_ SWARM_GUARDED_BY(names_mu_);
+  NameDirectory* directory_ SWARM_GUARDED_BY(names_mu_) = nullptr;  // names on other nodes
 
   // Callers outside the agents waiting for a reply or for room, by id.
   struct Caller {

@@ -1,0 +1,91 @@
+#include "cluster/wire.hpp"
+
+#include <cstring>
+
+namespace swarm::cluster::wire {
+namespace {
+
+template <class T>
+void put(std::string& out, T v) {
+  char b[sizeof(T)];
+  for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff);
+  out.append(b, sizeof(T));
+}
+
+template <class T>
+T get(const char*& p) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i) v |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  p += sizeof(T);
+  return static_cast<T>(v);
+}
+
+}  // namespace
+
+void encode(const Frame& f, std::string& out) {
+  out.reserve(out.size() + kHeaderBytes + f.topic.size() + f.group.size() + f.payload.size());
+  put<std::uint8_t>(out, kMagic);
+  put<std::uint8_t>(out, kVersion);
+  put<std::uint8_t>(out, static_cast<std::uint8_t>(f.type));
+  put<std::uint8_t>(out, f.partial ? 1 : 0);
+  put<std::uint8_t>(out, f.status);
+  put<std::uint8_t>(out, f.content);
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(f.topic.size()));
+  put<std::uint16_t>(out, static_cast<std::uint16_t>(f.group.size()));
+  put<std::uint32_t>(out, f.kind);
+  put<std::uint32_t>(out, f.sender.node);
+  put<std::uint32_t>(out, f.to.node);
+  put<std::uint64_t>(out, f.origin);
+  put<std::uint64_t>(out, f.seq);
+  put<std::uint64_t>(out, f.sender.bits);
+  put<std::uint64_t>(out, f.to.bits);
+  put<std::uint64_t>(out, f.correlation_id);
+  put<std::uint64_t>(out, f.ttl_ns);
+  out.append(f.topic);
+  out.append(f.group);
+  out.append(f.payload);
+}
+
+Result<Frame> decode(std::string_view bytes) {
+  if (bytes.size() < kHeaderBytes) {
+    return unexpected("cluster frame of " + std::to_string(bytes.size()) + " bytes is shorter than its " +
+                      std::to_string(kHeaderBytes) + "-byte header");
+  }
+  const char* p = bytes.data();
+  if (get<std::uint8_t>(p) != kMagic) return unexpected(std::string("cluster frame: not a Swarm frame (bad magic byte)"));
+  if (const auto v = get<std::uint8_t>(p); v != kVersion) {
+    return unexpected("cluster frame: version " + std::to_string(v) + ", this node speaks " + std::to_string(kVersion));
+  }
+  Frame f;
+  const auto type = get<std::uint8_t>(p);
+  if (type < 1 || type > 4) return unexpected("cluster frame: unknown type " + std::to_string(type));
+  f.type = static_cast<Type>(type);
+  const auto flags = get<std::uint8_t>(p);
+  if (flags > 1) return unexpected("cluster frame: unknown flags " + std::to_string(flags));
+  f.partial = flags == 1;
+  f.status = get<std::uint8_t>(p);
+  f.content = get<std::uint8_t>(p);
+  const auto topic_len = get<std::uint16_t>(p);
+  const auto group_len = get<std::uint16_t>(p);
+  f.kind = get<std::uint32_t>(p);
+  f.sender.node = get<std::uint32_t>(p);
+  f.to.node = get<std::uint32_t>(p);
+  f.origin = get<std::uint64_t>(p);
+  f.seq = get<std::uint64_t>(p);
+  f.sender.bits = get<std::uint64_t>(p);
+  f.to.bits = get<std::uint64_t>(p);
+  f.correlation_id = get<std::uint64_t>(p);
+  f.ttl_ns = get<std::uint64_t>(p);
+  const std::size_t rest = bytes.size() - kHeaderBytes;
+  if (std::size_t{topic_len} + group_len > rest) {
+    return unexpected("cluster frame: topic (" + std::to_string(topic_len) + ") and group (" + std::to_string(group_len) +
+                      " bytes) overrun the " + std::to_string(rest) + " bytes after the header");
+  }
+  if (f.type == Type::publish && topic_len == 0) return unexpected(std::string("cluster frame: a publish without a topic"));
+  f.topic = bytes.substr(kHeaderBytes, topic_len);
+  f.group = bytes.substr(kHeaderBytes + topic_len, group_len);
+  f.payload = bytes.substr(kHeaderBytes + topic_len + group_len);
+  return f;
+}
+
+}  // namespace swarm::cluster::wire
