@@ -251,6 +251,59 @@ void read_gateway(const Reader& r, const YAML::Node& n, DaemonConfig& c) {
   }
 }
 
+}  // namespace
+
+std::string read_first_line(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+namespace {
+
+void read_cluster(const Reader& r, const YAML::Node& n, DaemonConfig& c) {
+  r.keys(n, "cluster", {"node", "servers", "prefix", "credentials_file", "user", "password_file", "token_file", "tls",
+                        "ca_file", "cert_file", "key_file", "heartbeat_interval", "node_timeout", "connect_timeout",
+                        "max_in_flight", "max_payload_bytes", "replicas"});
+  cluster::ClusterConfig k;
+  if (!n["node"]) r.fail(n, "cluster.node", "is missing (every node needs a name of its own, e.g. node: eu-1)");
+  k.node = r.text(n["node"], "cluster.node");
+  if (!n["servers"]) r.fail(n, "cluster.servers", "is missing (NATS URLs, e.g. [nats://127.0.0.1:4222])");
+  k.servers = r.strings(n["servers"], "cluster.servers", "a list of NATS URLs");
+  if (n["prefix"]) k.prefix = r.text(n["prefix"], "cluster.prefix");
+  auto readable = [&](const char* key) {
+    const std::string field = std::string("cluster.") + key;
+    std::string p = r.path(n[key], field);
+    if (!std::ifstream(p)) r.fail(n[key], field, "cannot read " + in_quotes(p));
+    return p;
+  };
+  if (n["credentials_file"]) k.credentials_file = readable("credentials_file");
+  if (n["user"]) k.user = r.text(n["user"], "cluster.user");
+  if (n["password_file"]) k.password = read_first_line(readable("password_file"));
+  if (n["token_file"]) k.token = read_first_line(readable("token_file"));
+  if (n["tls"]) k.tls = r.boolean(n["tls"], "cluster.tls");
+  if (n["ca_file"]) k.ca_file = readable("ca_file");
+  if (n["cert_file"]) k.cert_file = readable("cert_file");
+  if (n["key_file"]) k.key_file = readable("key_file");
+  using ms = std::chrono::milliseconds;
+  if (n["heartbeat_interval"]) {
+    k.heartbeat_interval = r.duration(n["heartbeat_interval"], "cluster.heartbeat_interval", ms(10), std::chrono::minutes(1));
+  }
+  if (n["node_timeout"]) k.node_timeout = r.duration(n["node_timeout"], "cluster.node_timeout", ms(20), std::chrono::hours(1));
+  if (n["connect_timeout"]) {
+    k.connect_timeout = r.duration(n["connect_timeout"], "cluster.connect_timeout", ms(1), std::chrono::minutes(10));
+  }
+  if (n["max_in_flight"]) k.max_in_flight = static_cast<std::uint32_t>(r.number(n["max_in_flight"], "cluster.max_in_flight", 1, 100'000'000));
+  if (n["max_payload_bytes"]) {
+    k.max_payload_bytes = static_cast<std::uint32_t>(r.number(n["max_payload_bytes"], "cluster.max_payload_bytes", 1, 64u << 20));
+  }
+  if (n["replicas"]) k.replicas = static_cast<std::uint32_t>(r.number(n["replicas"], "cluster.replicas", 1, 5));
+  if (auto ok = k.validate(); !ok) r.fail(n, "cluster", ok.error().substr(std::string_view("cluster: ").size()));
+  c.cluster = std::move(k);
+}
+
 void read_storage(const Reader& r, const YAML::Node& n, DaemonConfig& c) {
   r.keys(n, "storage", {"state", "journal"});
   if (n["state"]) {
@@ -366,11 +419,12 @@ Result<DaemonConfig> parse_config(std::string_view text, std::string_view origin
   if (root.IsNull()) return c;  // an empty file: defaults, no processes
   Reader r(where);
   try {
-    r.keys(root, "", {"runtime", "admin", "gateway", "storage", "agents", "processes"});
+    r.keys(root, "", {"runtime", "admin", "gateway", "storage", "agents", "processes", "cluster"});
     if (root["runtime"]) read_runtime(r, root["runtime"], c);
     if (root["admin"]) read_admin(r, root["admin"], c);
     if (root["gateway"]) read_gateway(r, root["gateway"], c);
     if (root["storage"]) read_storage(r, root["storage"], c);
+    if (root["cluster"]) read_cluster(r, root["cluster"], c);
     if (const YAML::Node agents = root["agents"]; agents && !agents.IsNull()) {
       if (!agents.IsSequence()) r.bad_value(agents, "agents", "a list of {type, count, options}");
       for (std::size_t i = 0; i < agents.size(); ++i) {

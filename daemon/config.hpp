@@ -17,6 +17,7 @@
 
 #include "base/result.hpp"
 #include "runtime/config.hpp"
+#include "cluster/cluster.hpp"
 #include "transport/gateway.hpp"
 
 namespace swarm::daemon {
@@ -84,6 +85,7 @@ struct DaemonConfig {
   std::string journal = "memory";  // "memory", "none" or a Postgres DSN
   std::vector<AgentSpec> agents;
   std::vector<ProcessSpec> processes;
+  std::optional<cluster::ClusterConfig> cluster;  // absent: a node on its own
 };
 
 /// Parses `text` (`origin` names it in errors). Checks everything that can be
@@ -93,6 +95,9 @@ Result<DaemonConfig> parse_config(std::string_view text, std::string_view origin
                                   const std::vector<std::string>* known_types = nullptr);
 /// Reads and parses a file.
 Result<DaemonConfig> load_config(const std::string& path, const std::vector<std::string>* known_types = nullptr);
+
+/// The first line of a file, trailing spaces and CR removed (tokens, passwords).
+std::string read_first_line(const std::string& path);
 
 /// A duration as the config writes it: "250ms", "10s", "2m" (the error names `field`).
 Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::string_view field);

@@ -141,7 +141,42 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"a key given twice", "processes:\n  - name: a\n    argv: [x]\n    argv: [y]\n",
                   "swarm.yaml:4: processes[0].argv: given twice"},
         BadConfig{"missing cwd", "processes:\n  - {name: a, argv: [x], cwd: /no/such/dir}\n",
-                  "processes.a.cwd: \"/no/such/dir\" is not a directory"}));
+                  "processes.a.cwd: \"/no/such/dir\" is not a directory"},
+        BadConfig{"cluster without a node name", "cluster: {servers: [\"nats://127.0.0.1:4222\"]}\n",
+                  "swarm.yaml:1: cluster.node: is missing (every node needs a name of its own"},
+        BadConfig{"cluster servers as one string", "cluster: {node: a, servers: \"nats://127.0.0.1:4222\"}\n",
+                  "cluster.servers: got \"nats://127.0.0.1:4222\"; expected a list of NATS URLs"},
+        BadConfig{"cluster server over http", "cluster: {node: a, servers: [\"http://127.0.0.1:4222\"]}\n",
+                  "cluster: servers: \"http://127.0.0.1:4222\" is not a NATS URL (expected nats://HOST:PORT"},
+        BadConfig{"cluster node name with a dot", "cluster: {node: eu.1, servers: [\"nats://127.0.0.1:4222\"]}\n",
+                  "cluster: node \"eu.1\" is not a node name (1 to 64 of A-Z a-z 0-9 _ -)"},
+        BadConfig{"cluster timeout shorter than two heartbeats",
+                  "cluster: {node: a, servers: [\"nats://h:1\"], heartbeat_interval: 1s, node_timeout: 1500ms}\n",
+                  "node_timeout (1500 ms) must be at least two heartbeat_intervals"},
+        BadConfig{"cluster typo", "cluster: {node: a, servers: [\"nats://h:1\"], heartbeat: 1s}\n",
+                  "cluster.heartbeat: unknown key \"heartbeat\" (allowed here: node, servers,"}));
+
+TEST(DaemonConfig, ReadsTheClusterSection) {
+  auto c = parse(
+      "cluster:\n"
+      "  node: eu-1\n"
+      "  servers: [\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n"
+      "  prefix: prod\n"
+      "  heartbeat_interval: 500ms\n"
+      "  node_timeout: 3s\n"
+      "  max_in_flight: 1000\n"
+      "  replicas: 3\n");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c->cluster);
+  EXPECT_EQ(c->cluster->node, "eu-1");
+  EXPECT_EQ(c->cluster->servers, (std::vector<std::string>{"nats://10.0.0.1:4222", "nats://10.0.0.2:4222"}));
+  EXPECT_EQ(c->cluster->prefix, "prod");
+  EXPECT_EQ(c->cluster->heartbeat_interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->cluster->node_timeout, std::chrono::milliseconds(3000));
+  EXPECT_EQ(c->cluster->max_in_flight, 1000u);
+  EXPECT_EQ(c->cluster->replicas, 3u);
+  EXPECT_FALSE(parse("processes: []\n")->cluster) << "no cluster section: a node on its own";
+}
 
 TEST(DaemonConfig, Durations) {
   EXPECT_EQ(*parse_duration("250ms", "f"), std::chrono::milliseconds(250));

@@ -69,14 +69,6 @@ Result<void> write_token(const std::string& path, const std::string& token) {
   return {};
 }
 
-std::string read_first_line(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-  return line;
-}
-
 // systemd's readiness protocol, when run as Type=notify (no libsystemd needed).
 void notify_systemd(const char* state) {
   const char* path = std::getenv("NOTIFY_SOCKET");
@@ -141,6 +133,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   std::atomic<ProcessSupervisor*> supervisor_ptr{nullptr};
   std::optional<Runtime> rt;
   std::optional<transport::Gateway> gateway;
+  std::unique_ptr<cluster::Cluster> node;
   try {
     rt.emplace(rc);
     for (const AgentSpec& a : config.agents) {
@@ -157,6 +150,12 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
         if (ProcessSupervisor* s = supervisor_ptr.load()) open ? s->hello(name) : s->goodbye(name);
       };
       gateway.emplace(*rt, gc);
+    }
+    if (config.cluster) {
+      auto joined = cluster::Cluster::join(*rt, *config.cluster);
+      if (!joined) throw std::runtime_error(joined.error());
+      node = std::move(*joined);
+      std::cerr << "swarmd: node " << config.cluster->node << " joined the cluster at " << node->stats().server << "\n";
     }
   } catch (const std::invalid_argument& e) {
     std::cerr << "swarmd: " << e.what() << std::endl;
@@ -198,6 +197,8 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
                                  {"workers", rc.workers},
                                  {"agents_live", rt->stats().live},
                                  {"clients", gateway ? gateway->stats().clients : 0},
+                                 {"cluster_node", node ? node->config().node : ""},
+                                 {"cluster_peers", node ? node->nodes() : std::vector<std::string>{}},
                                  {"processes", {{"total", list.size()}, {"running", running}, {"starting", starting}, {"failed", failed}}},
                                  {"draining", draining.load()}});
     });
@@ -300,7 +301,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
         };
         std::cerr << "swarmd: SIGHUP: processes added " << list(s.added) << ", removed " << list(s.removed)
                   << ", changed " << list(s.changed)
-                  << " (runtime, admin, gateway, storage and agents take effect at the next start)" << std::endl;
+                  << " (runtime, admin, gateway, storage, cluster and agents take effect at the next start)" << std::endl;
         continue;
       }
       std::cerr << "swarmd: " << (info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM") << ": stopping" << std::endl;
@@ -315,6 +316,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   int code = exit_code.load();
   supervisor.stop_all();
   supervisor_ptr.store(nullptr);
+  node.reset();  // peers withdraw this node's interest and names at once
   if (gateway) gateway->stop();
   rt->shutdown();
   for (auto [what, result] : {std::pair{"state store", state->flush(std::chrono::seconds(10))},
