@@ -53,7 +53,7 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # libswarm-dev_0.1.0_amd64.deb
 # What SwarmConfig.cmake and swarm.pc look for (prometheus-cpp-dev brings civetweb,
 # zlib and curl, which its own config file finds; pkg-config finds the rest).
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-    "pkg-config, nlohmann-json3-dev (>= 3.11), prometheus-cpp-dev, libcpp-httplib-dev, libdw-dev, libpqxx-dev, libpq-dev, libhiredis-dev, libzmq3-dev, cppzmq-dev, libyaml-cpp-dev, libcli11-dev")
+    "pkg-config, nlohmann-json3-dev (>= 3.11), prometheus-cpp-dev, libcpp-httplib-dev, libdw-dev, libpqxx-dev, libpq-dev, libhiredis-dev, libzmq3-dev, cppzmq-dev, libnats-dev, libyaml-cpp-dev, libcli11-dev")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cmake (>= 3.25)")
 set(CPACK_GENERATOR DEB)
 include(CPack)
