@@ -295,7 +295,7 @@ struct Cluster::Impl {
     if (s == NATS_OK) s = natsOptions_SetTimeout(opts, cfg.connect_timeout.count());
     if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
     if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
-    if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, true);  // latency first: agent traffic is light
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, cfg.send_asap);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &Impl::on_disconnected, this);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &Impl::on_reconnected, this);
     if (s == NATS_OK && !cfg.credentials_file.empty()) {

@@ -49,6 +49,10 @@ struct ClusterConfig {
   std::string cert_file;
   std::string key_file;
 
+  // libnats' SendAsap: latency first; off for bulk throughput: libnats then
+  // batches writes (a flusher thread sends what publishes buffered).
+  bool send_asap = true;
+
   std::chrono::milliseconds heartbeat_interval{250};  // node heartbeats, interest refresh
   std::chrono::milliseconds node_timeout{2000};       // a node silent this long is down
   std::chrono::milliseconds connect_timeout{2000};    // each server, at join and reconnect
