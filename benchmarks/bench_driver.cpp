@@ -46,6 +46,12 @@ const Workload kWorkloads[] = {
      swarm_g2, {}, raw_g2},
     {"G3", "deliveries/s", "gateway fan-out: 10k 64-byte messages published to 100 subscriber clients",
      swarm_g3, {}, raw_g3},
+    {"C1", "msgs/s", "cluster throughput: node A publishes 1M 64-byte messages to one agent on node B (--nats URL)",
+     swarm_c1, {}, raw_c1},
+    {"C2", "requests/s", "cluster round trip: 20k sequential requests from node A to an echo agent on node B (--nats URL)",
+     swarm_c2, {}, raw_c2},
+    {"C3", "msgs/s", "local publish, joined to a cluster (raw: not joined): 1M messages to one local agent (--nats URL)",
+     swarm_c3, {}, raw_c3},
 };
 
 std::string join(std::span<const std::string_view> names) {
@@ -102,6 +108,20 @@ Result<const Workload*> find_workload(std::string_view id) {
   for (const Workload& w : kWorkloads) ids.push_back(w.id);
   return unexpected("swarm-bench: unknown workload '" + std::string(id) +
                     "' (allowed: " + join(ids) + ")");
+}
+
+Result<void> check_servers(const Workload& w, const WorkloadParams& p) {
+  if (w.id == "S1" && p.redis_url.empty()) return unexpected(std::string("swarm-bench: S1 needs --redis redis://HOST:PORT"));
+  if (w.id == "S2" && p.postgres_dsn.empty()) {
+    return unexpected(
+        std::string("swarm-bench: S2 needs --postgres 'DSN' (e.g. 'host=127.0.0.1 port=5432 dbname=swarm')"));
+  }
+  if (w.id.starts_with("C") && p.nats_urls.empty()) {
+    return unexpected("swarm-bench: " + std::string(w.id) +
+                      " needs --nats nats://HOST:PORT[,nats://HOST:PORT...], a nats-server with JetStream "
+                      "(e.g. nats-server -js -a 127.0.0.1 -p 4222)");
+  }
+  return {};
 }
 
 Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime) {
@@ -173,6 +193,7 @@ std::string summary_json(const Summary& s) {
     if (s.runtime == "swarm") j["max_delay_ms"] = s.params.max_delay_ms;
     if (s.runtime == "swarm" && !s.params.postgres_dsn.empty()) j["staged"] = s.params.staged;
   }
+  if (!s.params.nats_urls.empty()) j["send_asap"] = send_asap_for(s.workload, s.params);  // not the URLs: they may carry a password
   if (s.runtime == "swarm") {
     j["pooling"] = to_string(s.params.pooling);
     j["telemetry"] = s.params.telemetry ? "on" : "off";
@@ -307,6 +328,11 @@ std::string format_table(std::span<const Summary> sums) {
       peer = s.runtime;
     }
   }
+  if (!sums.empty() && !sums.front().params.nats_urls.empty()) {
+    std::snprintf(buf, sizeof buf, "NATS send_asap: %s (every connection: Swarm's nodes and the raw peer alike)\n",
+                  send_asap_for(sums.front().workload, sums.front().params) ? "on" : "off");
+    out += buf;
+  }
   if (swarm_median && peer_median) {
     std::snprintf(buf, sizeof buf, "swarm/%s ratio of medians: %.2fx\n", peer.c_str(),
                   *swarm_median / *peer_median);
@@ -340,6 +366,8 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.batch != 0) args.insert(args.end(), {"--batch", std::to_string(params.batch)});
   if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
   if (params.staged) args.emplace_back("--staged");
+  if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
+  if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -43,6 +43,10 @@ std::span<const Workload> workloads();
 /// The workload named `id`, or an error naming the allowed ids.
 Result<const Workload*> find_workload(std::string_view id);
 
+/// An error saying what to pass when `w` needs a server `p` does not name
+/// (S1 --redis, S2 --postgres, C1-C3 --nats).
+Result<void> check_servers(const Workload& w, const WorkloadParams& p);
+
 /// `w`'s function for `runtime`; an error if the runtime is unknown or lacks `w`.
 Result<WorkloadFn> workload_function(const Workload& w, std::string_view runtime);
 

@@ -1,10 +1,14 @@
 #include "benchmarks/bench_driver.hpp"
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
 #include <vector>
+
+#include "cluster/test_nats.hpp"
 
 namespace swarm::bench {
 namespace {
@@ -162,7 +166,7 @@ TEST(Workloads, FindsKnownIds) {
 TEST(Workloads, UnknownIdNamesValueAndAllowed) {
   Result<const Workload*> w = find_workload("W9");
   ASSERT_FALSE(w);
-  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6, S1, S2, G1, G2, G3)");
+  EXPECT_EQ(w.error(), "swarm-bench: unknown workload 'W9' (allowed: W1, W2, W3, W4, W5, W6, S1, S2, G1, G2, G3, C1, C2, C3)");
 }
 
 TEST(Workloads, RuntimeErrors) {
@@ -189,8 +193,9 @@ TEST(ParseRuntimes, BothMeansSwarmAndTheWorkloadsPeer) {
   EXPECT_EQ(*parse_runtimes("both", *find_workload("S1")), (std::vector<std::string>{"swarm", "raw"}));
   EXPECT_EQ(*parse_runtimes("both", *find_workload("S2")), (std::vector<std::string>{"swarm", "raw"}));
   EXPECT_EQ(*parse_runtimes("both", *find_workload("W3")), (std::vector<std::string>{"swarm", "caf"}));
-  for (const char* id : {"G1", "G2", "G3"}) {
+  for (const char* id : {"G1", "G2", "G3", "C1", "C2", "C3"}) {
     EXPECT_EQ(*parse_runtimes("both", *find_workload(id)), (std::vector<std::string>{"swarm", "raw"})) << id;
+    EXPECT_FALSE(workload_function(**find_workload(id), "caf")) << id;
   }
   EXPECT_FALSE(workload_function(**find_workload("S1"), "caf"));
   EXPECT_TRUE(workload_function(**find_workload("S1"), "raw"));
@@ -211,6 +216,50 @@ TEST(Summary, StorageRunsReportTheirBatching) {
   s2.params.postgres_dsn = "host=127.0.0.1";
   s2.params.staged = true;
   EXPECT_EQ(nlohmann::json::parse(summary_json(s2))["staged"], true);
+}
+
+TEST(CheckServers, SaysWhatToPass) {
+  WorkloadParams none;
+  EXPECT_TRUE(check_servers(**find_workload("W2"), none));
+  EXPECT_TRUE(check_servers(**find_workload("G1"), none));
+  EXPECT_EQ(check_servers(**find_workload("S1"), none).error(), "swarm-bench: S1 needs --redis redis://HOST:PORT");
+  EXPECT_NE(check_servers(**find_workload("S2"), none).error().find("S2 needs --postgres"), std::string::npos);
+  for (const char* id : {"C1", "C2", "C3"}) {
+    Result<void> r = check_servers(**find_workload(id), none);
+    ASSERT_FALSE(r) << id;
+    EXPECT_EQ(r.error(), "swarm-bench: " + std::string(id) +
+                             " needs --nats nats://HOST:PORT[,nats://HOST:PORT...], a nats-server with JetStream "
+                             "(e.g. nats-server -js -a 127.0.0.1 -p 4222)");
+  }
+  WorkloadParams nats;
+  nats.nats_urls = "nats://127.0.0.1:4222";
+  EXPECT_TRUE(check_servers(**find_workload("C1"), nats));
+  EXPECT_FALSE(check_servers(**find_workload("S1"), nats));
+}
+
+TEST(Summary, ClusterRunsReportSendAsapNotTheUrls) {
+  Summary c1{"C1", "swarm", "msgs/s", {}, {run(8e5)}};
+  c1.params.nats_urls = "nats://user:secret@127.0.0.1:4222";
+  Summary raw = c1;
+  raw.runtime = "raw";
+  auto j = json::parse(summary_json(c1));
+  EXPECT_EQ(j.at("send_asap"), false);  // C1: bulk throughput, libnats batches writes
+  EXPECT_EQ(summary_json(c1).find("secret"), std::string::npos);
+  EXPECT_EQ(json::parse(summary_json(raw)).at("send_asap"), false);
+  std::vector<Summary> both = {c1, raw};
+  EXPECT_NE(format_table(both).find("NATS send_asap: off (every connection"), std::string::npos) << format_table(both);
+
+  Summary c2{"C2", "swarm", "requests/s", {}, {run(5e3)}};
+  c2.params.nats_urls = "nats://127.0.0.1:4222";
+  EXPECT_EQ(json::parse(summary_json(c2)).at("send_asap"), true);  // latency first
+  c2.params.send_asap = false;
+  EXPECT_EQ(json::parse(summary_json(c2)).at("send_asap"), false);
+  c1.params.send_asap = true;
+  EXPECT_NE(format_table({&c1, 1}).find("NATS send_asap: on (every connection"), std::string::npos);
+
+  Summary w2{"W2", "swarm", "msgs/s", {}, {run(1e7)}};
+  EXPECT_FALSE(json::parse(summary_json(w2)).contains("send_asap"));
+  EXPECT_EQ(format_table({&w2, 1}).find("NATS"), std::string::npos);
 }
 
 TEST(RunBenchmark, InterleavesRuntimesAndReportsProgress) {
@@ -259,6 +308,60 @@ TEST(RunChildProcess, NonJsonOutputIsAnError) {
   Result<RunResult> r = run_child_process("/bin/echo", **find_workload("W2"), "swarm", {});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().rfind("swarm-bench: W2 swarm child: bad run result", 0), 0u) << r.error();
+}
+
+TEST(RunChildProcess, PassesTheNatsServersAndSendAsap) {
+  // echo prints its arguments: the child's command line comes back in the error.
+  WorkloadParams p;
+  p.nats_urls = "nats://127.0.0.1:1,nats://127.0.0.1:2";
+  p.send_asap = false;
+  Result<RunResult> r = run_child_process("/bin/echo", **find_workload("C1"), "raw", p);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("--nats nats://127.0.0.1:1,nats://127.0.0.1:2 --send-asap off"), std::string::npos)
+      << r.error();
+  p.send_asap.reset();  // the workload's default: the child decides
+  r = run_child_process("/bin/echo", **find_workload("C1"), "raw", p);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().find("--send-asap"), std::string::npos) << r.error();
+}
+
+// The cluster workloads end to end, small, through a nats-server of their
+// own: swarm-bench starts node A, nothing is lost, the checksums count what
+// arrived, and each run's buckets are gone afterwards.
+TEST(RunChildProcess, ClusterWorkloadsRunEndToEnd) {
+  test::NatsCluster nats(1);
+  struct Case {
+    const char* id;
+    std::uint64_t scale;
+  };
+  for (Case c : {Case{"C1", 20'000}, Case{"C2", 300}, Case{"C3", 20'000}}) {
+    for (const char* runtime : {"swarm", "raw"}) {
+      WorkloadParams p;
+      p.scale = c.scale;
+      p.nats_urls = nats.url(0);
+      Result<RunResult> r = run_child_process(SWARM_BENCH_EXE, **find_workload(c.id), runtime, p);
+      ASSERT_TRUE(r) << r.error();
+      EXPECT_GT(r->value, 0) << c.id << ' ' << runtime;
+      EXPECT_EQ(r->checksum, c.scale) << c.id << ' ' << runtime;
+      if (std::string_view(c.id) == "C1") {
+        EXPECT_EQ(r->drops, 0u) << runtime;
+      }
+      if (std::string_view(c.id) == "C2") {
+        ASSERT_TRUE(r->latency_median_us && r->latency_p99_us) << runtime;
+        EXPECT_GE(*r->latency_p99_us, *r->latency_median_us);
+      }
+    }
+  }
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, nats.url(0).c_str()), NATS_OK);
+  jsCtx* js = nullptr;
+  ASSERT_EQ(natsConnection_JetStream(&js, nc, nullptr), NATS_OK);
+  jsStreamNamesList* streams = nullptr;
+  const natsStatus listed = js_StreamNames(&streams, js, nullptr, nullptr);
+  EXPECT_TRUE(listed == NATS_NOT_FOUND || (listed == NATS_OK && streams->Count == 0)) << "a run's key-value buckets were left behind";
+  if (streams != nullptr) jsStreamNamesList_Destroy(streams);
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
 }
 
 // The gateway workloads end to end, small: swarm-bench starts its client

@@ -31,8 +31,8 @@ std::string workload_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"swarm-bench: standard workloads on Swarm and a peer (CAF; raw Redis/Postgres clients; raw ZeroMQ), one child "
-               "process per run",
+  CLI::App app{"swarm-bench: standard workloads on Swarm and a peer (CAF; raw Redis/Postgres clients; raw ZeroMQ; raw "
+               "libnats), one child process per run",
                "swarm-bench"};
   std::string workload_id;
   std::string runtime = "swarm";
@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--runtime", runtime, "swarm, caf, raw, or both (swarm and the workload's peer)")
       ->capture_default_str();
   bool raw = false;
-  app.add_flag("--raw", raw, "S1/S2/G1-G3: also run the raw client library baseline (same as --runtime both)");
+  app.add_flag("--raw", raw, "S1/S2/G1-G3/C1-C3: also run the raw client library baseline (same as --runtime both)");
   app.add_option("--redis", params.redis_url, "S1: the Redis server, redis://HOST:PORT[/DB]");
   app.add_option("--postgres", params.postgres_dsn, "S2: the Postgres server, a libpq DSN or postgresql:// URI");
   app.add_option("--batch", params.batch, "S1/S2: max batch of Swarm's store, or the raw loop's batch (0 = default)")
@@ -55,6 +55,14 @@ int main(int argc, char** argv) {
   app.add_flag("--staged", params.staged,
                "S2: Swarm's journal merges every batch through its staging table (ON CONFLICT DO NOTHING), "
                "as it does a retried batch: what idempotent writes cost");
+  app.add_option("--nats", params.nats_urls,
+                 "C1-C3: the NATS servers, nats://HOST:PORT[,nats://HOST:PORT...] (JetStream on: nats-server -js)");
+  std::string send_asap = "default";
+  app.add_option("--send-asap", send_asap,
+                 "C1-C3: libnats' SendAsap on every connection, Swarm's nodes and the raw peer alike "
+                 "(default: off for C1, on for C2 and C3)")
+      ->check(CLI::IsMember({"on", "off", "default"}))
+      ->capture_default_str();
   app.add_option("--repeat", repeat, "Runs per runtime, each in a fresh process")
       ->capture_default_str();
   app.add_flag("--json", as_json, "Print only JSON: one object per runtime, one per line");
@@ -79,6 +87,9 @@ int main(int argc, char** argv) {
   // Internal: the client process of G1..G3, connecting to this endpoint.
   std::string gateway_client;
   app.add_option("--gateway-client", gateway_client)->group("");
+  // Internal: node A of C1..C3, joining with this subject and bucket prefix.
+  std::string cluster_child;
+  app.add_option("--cluster-child", cluster_child)->group("");
   app.footer(workload_help());
 
   try {
@@ -90,6 +101,7 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
   params.telemetry = telemetry == "on";
+  if (send_asap != "default") params.send_asap = send_asap == "on";
   if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 
   auto workload = find_workload(workload_id);
@@ -98,22 +110,19 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
   const std::string_view id = (*workload)->id;
-  if (id == "S1" && params.redis_url.empty()) {
-    std::cerr << "swarm-bench: S1 needs --redis redis://HOST:PORT\n";
-    return kBadInput;
-  }
-  if (id == "S2" && params.postgres_dsn.empty()) {
-    std::cerr << "swarm-bench: S2 needs --postgres 'DSN' (e.g. 'host=127.0.0.1 port=5432 dbname=swarm')\n";
+  if (auto servers = check_servers(**workload, params); !servers) {
+    std::cerr << servers.error() << '\n';
     return kBadInput;
   }
   if (raw) {
     if (!(*workload)->raw) {
-      std::cerr << "swarm-bench: --raw: workload " << id << " has no raw-library baseline (only S1, S2, G1-G3)\n";
+      std::cerr << "swarm-bench: --raw: workload " << id << " has no raw-library baseline (only S1, S2, G1-G3, C1-C3)\n";
       return kBadInput;
     }
     runtime = "both";
   }
   if (!gateway_client.empty()) return run_gateway_client(id, runtime, gateway_client, params);
+  if (!cluster_child.empty()) return run_cluster_child(id, runtime, cluster_child, params);
   if (child) return run_child(**workload, runtime, params);
 
   auto runtimes = parse_runtimes(runtime, *workload);

@@ -15,6 +15,11 @@ std::string_view to_string(WorkloadParams::Pooling p) {
   return "default";
 }
 
+bool send_asap_for(std::string_view workload, const WorkloadParams& p) {
+  if (p.send_asap) return *p.send_asap;
+  return workload != "C1";
+}
+
 std::vector<std::uint32_t> random_topics(std::uint64_t n, std::uint32_t topics) {
   std::vector<std::uint32_t> out(n);
   std::uint64_t x = 0x9e3779b97f4a7c15ULL;  // xorshift64: fast, and the same everywhere

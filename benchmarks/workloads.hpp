@@ -27,9 +27,18 @@ struct WorkloadParams {
   std::size_t batch = 0;          // S1/S2 on swarm: max batch; raw: the batch size
   int max_delay_ms = 0;           // S1/S2 on swarm: the store's max delay
   bool staged = false;            // S2 on swarm: every batch through the staging table (the retry path)
+  // Cluster workloads (C1-C3): the NATS servers, and libnats' SendAsap on
+  // every connection of the run, Swarm's nodes and the raw peer alike.
+  std::string nats_urls = {};           // nats://HOST:PORT[,nats://HOST:PORT...]
+  std::optional<bool> send_asap = {};   // unset: the workload's default (send_asap_for)
 };
 
 std::string_view to_string(WorkloadParams::Pooling);
+
+/// The SendAsap setting a cluster workload runs with: --send-asap, else off
+/// for C1 (bulk throughput: libnats batches writes) and on for C2 and C3
+/// (latency first, ClusterConfig's default).
+bool send_asap_for(std::string_view workload, const WorkloadParams& p);
 
 struct RunResult {
   double value = 0;                       // higher is better, in the workload's unit
@@ -94,6 +103,34 @@ RunResult raw_g3(const WorkloadParams&);
 /// --runtime swarm|raw --scale N`): prints its result as a JSON line.
 int run_gateway_client(std::string_view workload, std::string_view runtime, const std::string& endpoint,
                        const WorkloadParams& p);
+
+// The cluster workloads (cluster_workloads.cpp): Swarm runtimes joined
+// through a nats-server (--nats, JetStream on), each node a process of its own
+// (swarm-bench starts node A itself: --cluster-child), 64-byte payloads.
+// C1 throughput: node A publishes `scale` (standard 1M) messages on a topic
+//    that one agent on node B subscribes to, with flow control (a window of
+//    unacknowledged frames under max_in_flight); value = messages/s B's agent
+//    received, from its first message to its last; drops = sent - received.
+//    raw: natsConnection_Publish -> an async subscription counting, same server.
+// C2 round trip: `scale` (standard 20k) sequential Runtime::request on A to a
+//    topic an echo agent on B subscribes to (after 1,000 unmeasured); value =
+//    requests/s, plus the median and p99 round trip. raw: natsConnection_Request
+//    to a subscription that publishes each request back to its reply subject.
+// C3 local publish: a publisher agent publishes `scale` (standard 1M)
+//    messages to one local subscriber while the runtime is joined to a
+//    cluster whose other node (a second process) listens on another topic;
+//    value = messages/s. raw: the same runtime and agents with no cluster.
+RunResult swarm_c1(const WorkloadParams&);
+RunResult raw_c1(const WorkloadParams&);
+RunResult swarm_c2(const WorkloadParams&);
+RunResult raw_c2(const WorkloadParams&);
+RunResult swarm_c3(const WorkloadParams&);
+RunResult raw_c3(const WorkloadParams&);
+/// Node A of C1..C3 (`swarm-bench ID --cluster-child PREFIX --runtime
+/// swarm|raw --nats URLS ...`): prints its result as a JSON line, then stays
+/// joined until its stdin closes.
+int run_cluster_child(std::string_view workload, std::string_view runtime, const std::string& prefix,
+                      const WorkloadParams& p);
 
 RunResult caf_w1(const WorkloadParams&);
 RunResult caf_w2(const WorkloadParams&);
