@@ -263,8 +263,9 @@ class NodeProcess {
         buffer_.erase(0, nl + 1);
         return line;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() < 0) return std::nullopt;
+      // Rounded up: a deadline under 1 ms away still waits, it does not spin.
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return std::nullopt;
       pollfd item{out_, POLLIN, 0};
       const int ready = ::poll(&item, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
       if (ready < 0 && errno != EINTR) fail(id_, std::string("poll: ") + std::strerror(errno));
