@@ -313,6 +313,24 @@ const std::vector<Field>& fields() {
           s.admin = std::string(trim(v));
           return {};
         });
+    add({"nats", "nats://HOST:PORT[,nats://HOST:PORT...] (or tls://)",
+         "a cross-node run: publishers here, subscribers in a second swarm-load process, the two joined through "
+         "these NATS servers (JetStream on); empty = one process"},
+        [](Scenario& s, std::string_view v) -> Result<void> {
+          v = trim(v);
+          std::size_t pos = 0;
+          while (!v.empty() && pos <= v.size()) {
+            const std::size_t comma = std::min(v.find(',', pos), v.size());
+            const std::string_view url = trim(v.substr(pos, comma - pos));
+            const bool scheme = url.rfind("nats://", 0) == 0 || url.rfind("tls://", 0) == 0;
+            if (!scheme || url.size() == url.find("://") + 3) {
+              return not_allowed("nats", url, "NATS URLs nats://HOST:PORT or tls://HOST:PORT, comma-separated");
+            }
+            pos = comma + 1;
+          }
+          s.nats = std::string(v);
+          return {};
+        });
     return f;
   }();
   return table;
@@ -629,6 +647,25 @@ Result<Scenario> resolve_scenario(const std::string& name_or_path) {
   return builtin_scenario(name_or_path);
 }
 
+std::string without_credentials(std::string_view urls) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < urls.size()) {
+    const std::size_t comma = std::min(urls.find(',', pos), urls.size());
+    std::string_view url = urls.substr(pos, comma - pos);
+    const std::size_t scheme = url.find("://");
+    const std::size_t at = url.find('@');
+    if (!out.empty()) out += ',';
+    if (scheme != std::string_view::npos && at != std::string_view::npos && at > scheme) {
+      out += std::string(url.substr(0, scheme + 3)) + std::string(url.substr(at + 1));
+    } else {
+      out += url;
+    }
+    pos = comma + 1;
+  }
+  return out;
+}
+
 nlohmann::json to_json(const Scenario& s) {
   nlohmann::json sched = nlohmann::json::array();
   for (const RateSegment& seg : s.schedule) sched.push_back({{"seconds", seg.seconds}, {"from", seg.from}, {"to", seg.to}});
@@ -664,6 +701,7 @@ nlohmann::json to_json(const Scenario& s) {
       {"messages", s.messages},
       {"generators", s.generators},
       {"drain_timeout", s.drain_timeout},
+      {"nats", without_credentials(s.nats)},
   };
 }
 

@@ -95,6 +95,12 @@ struct Scenario {
   std::uint32_t generators = 1;     // threads sending the load
   double drain_timeout = 10.0;      // seconds to wait for in-flight messages after the last send
   std::string admin;                // HOST:PORT of the admin port during the run (empty: none)
+  // NATS URLs, comma-separated (empty: one process). Set: a cross-node run —
+  // the publishers (generators, request-reply clients) stay in this process,
+  // the subscribers (pipeline chains, fanout/topics subscribers, request-reply
+  // servers) run in a second swarm-load process, the two joined as cluster
+  // nodes through these servers (driver.hpp).
+  std::string nats;
 
   /// The measured seconds the run lasts (see `seconds`).
   double measured_seconds() const;
@@ -136,8 +142,10 @@ Result<Scenario> load_scenario_file(const std::string& path);
 /// A built-in name, or a path to a YAML file (ends in .yaml/.yml or names an existing file).
 Result<Scenario> resolve_scenario(const std::string& name_or_path);
 
-/// Every field, as JSON (recorded in results).
+/// Every field, as JSON (recorded in results; user:password@ left out of the NATS URLs).
 nlohmann::json to_json(const Scenario& s);
+/// Comma-separated URLs without their user:password@ parts.
+std::string without_credentials(std::string_view urls);
 
 /// Parses "1ms", "250us", "2s", "1.5" (seconds). Error names `field`.
 Result<double> parse_seconds(std::string_view text, std::string_view field);
