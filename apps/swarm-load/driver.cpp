@@ -1,6 +1,9 @@
 #include "apps/swarm-load/driver.hpp"
 
+#include <poll.h>
 #include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -12,6 +15,7 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -19,6 +23,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/swarm-load/node_link.hpp"
+#include "cluster/cluster.hpp"
 #include "metrics/registry.hpp"
 #include "runtime/runtime.hpp"
 
@@ -165,6 +171,7 @@ class Idle final : public Agent {
 // Where the generator sends: the entry points of every path of the swarm.
 struct Swarm {
   std::vector<AgentRef> lanes;            // pipeline: first stage of each chain
+  std::vector<router::TopicId> lane_topics;  // pipeline across nodes: load.lane.N, instead of `lanes`
   router::TopicId fanout_topic = 0;
   std::vector<router::TopicId> topic_ids; // topics path
   std::vector<AgentRef> clients;          // request-reply
@@ -190,7 +197,13 @@ Result<void> add_subscribers(Runtime& rt, Context& ctx, const Scenario& s, const
   return {};
 }
 
-Result<Swarm> build_swarm(Runtime& rt, Context& ctx, const Scenario& s) {
+// Which part of the swarm a process builds: all of it, or one node's part of
+// a cross-node run (driver.hpp).
+enum class Side : std::uint8_t { whole, publishers, subscribers };
+
+Result<Swarm> build_swarm(Runtime& rt, Context& ctx, const Scenario& s, Side side = Side::whole) {
+  const bool publishers = side != Side::subscribers;
+  const bool subscribers = side != Side::publishers;
   Swarm w;
   const bool all = s.topology == Topology::mixed;
   w.has_pipeline = s.topology == Topology::pipeline || (all && s.mix.pipeline > 0);
@@ -199,18 +212,32 @@ Result<Swarm> build_swarm(Runtime& rt, Context& ctx, const Scenario& s) {
   w.has_rr = s.topology == Topology::request_reply || (all && s.mix.request_reply > 0);
   if (w.has_pipeline) {
     for (std::uint32_t lane = 0; lane < s.lanes; ++lane) {
-      AgentRef next;
-      for (std::uint32_t k = s.stages; k-- > 0;) {
-        next = rt.spawn<Stage>(ctx, "swarm-load/pipeline/" + std::to_string(lane) + "/" + std::to_string(k), next);
+      const std::string topic = "load.lane." + std::to_string(lane);
+      if (subscribers) {
+        AgentRef next;
+        for (std::uint32_t k = s.stages; k-- > 0;) {
+          next = rt.spawn<Stage>(ctx, "swarm-load/pipeline/" + std::to_string(lane) + "/" + std::to_string(k), next);
+        }
+        if (side == Side::whole) {
+          w.lanes.push_back(next);
+        } else if (auto ok = subscribe_or_fail(rt, next, topic, ""); !ok) {
+          return unexpected(ok.error());
+        }
       }
-      w.lanes.push_back(next);
+      if (side == Side::publishers) {
+        auto id = rt.router().intern(topic);
+        if (!id) return unexpected("swarm-load: " + id.error());
+        w.lane_topics.push_back(*id);
+      }
     }
   }
   if (w.has_fanout) {
     auto id = rt.router().intern("load.fanout");
     if (!id) return unexpected("swarm-load: " + id.error());
     w.fanout_topic = *id;
-    if (auto ok = add_subscribers(rt, ctx, s, "load.fanout"); !ok) return unexpected(ok.error());
+    if (subscribers) {
+      if (auto ok = add_subscribers(rt, ctx, s, "load.fanout"); !ok) return unexpected(ok.error());
+    }
   }
   if (w.has_topics) {
     for (std::uint32_t t = 0; t < s.topics; ++t) {
@@ -218,23 +245,39 @@ Result<Swarm> build_swarm(Runtime& rt, Context& ctx, const Scenario& s) {
       auto id = rt.router().intern(name);
       if (!id) return unexpected("swarm-load: " + id.error());
       w.topic_ids.push_back(*id);
-      if (auto ok = add_subscribers(rt, ctx, s, name); !ok) return unexpected(ok.error());
+      if (subscribers) {
+        if (auto ok = add_subscribers(rt, ctx, s, name); !ok) return unexpected(ok.error());
+      }
     }
   }
   if (w.has_rr) {
     auto id = rt.router().intern("load.rr");
     if (!id) return unexpected("swarm-load: " + id.error());
     ctx.rr_topic = *id;
-    for (std::uint32_t j = 0; j < s.servers; ++j) {
+    for (std::uint32_t j = 0; subscribers && j < s.servers; ++j) {
       AgentRef a = rt.spawn<Server>(ctx, "swarm-load/server/" + std::to_string(j));
       if (auto ok = subscribe_or_fail(rt, a, "load.rr", "servers"); !ok) return unexpected(ok.error());
     }
-    for (std::uint32_t j = 0; j < s.clients; ++j) {
+    for (std::uint32_t j = 0; publishers && j < s.clients; ++j) {
       w.clients.push_back(rt.spawn<Client>(ctx, "swarm-load/client/" + std::to_string(j)));
     }
   }
-  for (std::uint32_t j = 0; j < s.idle_agents; ++j) rt.spawn<Idle>();
+  for (std::uint32_t j = 0; publishers && j < s.idle_agents; ++j) rt.spawn<Idle>();
   return w;
+}
+
+// Cross-node: every topic the generators publish on has, here, the receivers
+// the other node's subscribers make (its interest arrived).
+bool interest_arrived(Runtime& rt, const Swarm& w, const Context& ctx, const Scenario& s) {
+  const std::size_t per_topic = s.queue_groups > 0 ? s.queue_groups : 1;
+  for (router::TopicId id : w.lane_topics) {
+    if (rt.router().receivers(id) < 1) return false;
+  }
+  if (w.has_fanout && rt.router().receivers(w.fanout_topic) < per_topic) return false;
+  for (router::TopicId id : w.topic_ids) {
+    if (rt.router().receivers(id) < per_topic) return false;
+  }
+  return !w.has_rr || rt.router().receivers(ctx.rr_topic) >= 1;
 }
 
 // -- generators ---
@@ -361,7 +404,11 @@ class Generator {
     const Payload p(std::span<const std::byte>(buf_.data(), buf_.size()));
     const std::uint64_t pick = cum_[3] == 1 ? 0 : mix64(i) % cum_[3];
     if (pick < cum_[0]) {
-      (void)rt_.send(w_.lanes[n_pipeline_++ % w_.lanes.size()], p);
+      if (!w_.lane_topics.empty()) {
+        (void)rt_.publish(w_.lane_topics[n_pipeline_++ % w_.lane_topics.size()], p);
+      } else {
+        (void)rt_.send(w_.lanes[n_pipeline_++ % w_.lanes.size()], p);
+      }
     } else if (pick < cum_[1]) {
       (void)rt_.publish(w_.fanout_topic, p);
     } else if (pick < cum_[2]) {
@@ -531,13 +578,44 @@ std::array<std::uint64_t, kDropReasonCount> lost_by_reason(const RuntimeStats& s
   return lost;
 }
 
-std::uint64_t runtime_drops(const RuntimeStats& s) {
-  const auto lost = lost_by_reason(s);
+std::uint64_t drops_of(const std::array<std::uint64_t, kDropReasonCount>& lost) {
   std::uint64_t n = 0;
   for (int r = 0; r < kDropReasonCount; ++r) {
     if (static_cast<DropReason>(r) != DropReason::shutting_down) n += lost[r];
   }
   return n;
+}
+
+std::uint64_t runtime_drops(const RuntimeStats& s) { return drops_of(lost_by_reason(s)); }
+
+std::uint64_t sum(const std::array<std::uint64_t, cluster::kRemoteDropReasons>& v) {
+  std::uint64_t n = 0;
+  for (std::uint64_t x : v) n += x;
+  return n;
+}
+
+std::array<std::uint64_t, cluster::kRemoteDropReasons> cluster_dropped(const cluster::Cluster& node) {
+  const cluster::ClusterStats st = node.stats();
+  std::array<std::uint64_t, cluster::kRemoteDropReasons> out{};
+  for (int i = 0; i < cluster::kRemoteDropReasons; ++i) out[i] = st.dropped[i];
+  return out;
+}
+
+// What this process counted, for the other end of a cross-node run.
+NodeCounts node_counts(const Context& ctx, Runtime& rt, const cluster::Cluster* node) {
+  NodeCounts c;
+  for (Phase p : {Phase::warmup, Phase::measured}) {
+    c.completed[static_cast<int>(p)] = ctx.recorder.completed(p);
+    c.lost[static_cast<int>(p)] = ctx.recorder.lost(p);
+  }
+  c.last_completion_ns = ctx.recorder.last_measured_completion_ns();
+  c.runtime_lost = lost_by_reason(rt.stats());
+  if (node != nullptr) c.cluster_dropped = cluster_dropped(*node);
+  const Usage u = usage();
+  c.cpu_user = u.user;
+  c.cpu_system = u.system;
+  c.max_rss = u.max_rss;
+  return c;
 }
 
 // The part of the load metrics the admin port shows; updated by the driver each interval.
@@ -601,12 +679,54 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   res.host = hostname();
   res.warmup_seconds = s.warmup;
 
-  auto swarm = build_swarm(*rt, *ctx, s);
-  if (!swarm) {
+  // Across nodes: this process joins as the publishers' node, then starts
+  // the subscribers' node (in the runtime's CPU mask) and waits until each
+  // sees the other and their subscriptions.
+  const bool cross = !s.nats.empty();
+  std::unique_ptr<cluster::Cluster> node;
+  std::unique_ptr<SubscriberNode> remote;
+  auto fail = [&](const std::string& why) -> Result<RunResult> {
+    remote.reset();
+    node.reset();
     rt->shutdown(ShutdownPolicy::discard);
-    return unexpected(swarm.error());
+    return unexpected(why);
+  };
+  if (cross) {
+    auto joined = cluster::Cluster::join(*rt, node_config(s, kPublisherNode));
+    if (!joined) return fail(joined.error());
+    node = std::move(*joined);
   }
+  auto swarm = build_swarm(*rt, *ctx, s, cross ? Side::publishers : Side::whole);
+  if (!swarm) return fail(swarm.error());
   if (!rt->wait_idle(60s)) res.notes.push_back("the swarm was still starting when the load began");
+  if (cross) {
+    {
+      const ScopedAffinity for_the_node(split.runtime);
+      std::string binary = options.node_binary;
+      if (binary.empty()) {
+        std::error_code ec;
+        binary = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+        if (ec) binary = "/proc/self/exe";
+      }
+      auto started = SubscriberNode::start(binary, subscriber_node_args(s), 60s);
+      if (!started) return fail(started.error());
+      remote = std::move(*started);
+    }
+    const std::uint64_t deadline = now_ns() + 30'000'000'000ull;
+    while (!interest_arrived(*rt, *swarm, *ctx, s)) {
+      if (now_ns() > deadline) {
+        return fail(std::string("the subscriptions of node ") + kSubscriberNode +
+                    " did not reach this node within 30 s (see /debug/cluster with --admin)");
+      }
+      sleep_until_ns(now_ns() + 10'000'000);
+    }
+    res.notes.push_back(std::string("across nodes: publishers in this process (node ") + kPublisherNode +
+                        "), subscribers in process " + std::to_string(remote->pid()) + " (node " + kSubscriberNode +
+                        ", " + std::to_string(remote->workers()) + (remote->workers() == 1 ? " worker" : " workers") +
+                        "), joined through NATS " + without_credentials(s.nats) +
+                        "; latency from the stamp written here to the time read there, both on this machine's "
+                        "steady clock; CPU time adds both processes (not the NATS servers)");
+  }
 
   // The admin port shows the load's own series next to the runtime's.
   AdminView view;
@@ -640,11 +760,21 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
     for (auto& c : cells) n += load(c->sent_warmup) + load(c->sent_measured);
     return n;
   };
+  // Across nodes, the other process's counts (every 2 ms) and both nodes'
+  // cluster drops join this process's.
+  auto remote_counts = [&] { return remote ? remote->counts() : NodeCounts{}; };
+  auto all_drops = [&](const NodeCounts& rc) {  // runtime drops of both processes, cluster drops of both nodes
+    std::uint64_t n = runtime_drops(rt->stats());
+    if (remote) n += drops_of(rc.runtime_lost) + sum(rc.cluster_dropped) + sum(cluster_dropped(*node));
+    return n;
+  };
+  auto remote_done = [](const NodeCounts& rc) { return rc.completed[0] + rc.completed[1] + rc.lost[0] + rc.lost[1]; };
   const RuntimeStats stats0 = rt->stats();
-  const std::uint64_t drops0 = runtime_drops(stats0);
+  const std::uint64_t drops0 = all_drops(remote_counts());
 
   // Closed loop: in flight = sent − completed − lost − dropped; the runtime's
-  // drop count is refreshed every millisecond, not per message.
+  // drop count (and the other node's counts) are refreshed every
+  // millisecond, not per message.
   struct DropCache {
     std::atomic<std::uint64_t> value{0};
     std::atomic<std::uint64_t> at{0};
@@ -652,7 +782,8 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   auto in_flight = [&]() -> std::uint64_t {
     const std::uint64_t t = now_ns();
     if (t - drop_cache.at.load(std::memory_order_relaxed) > 1'000'000) {
-      drop_cache.value.store(runtime_drops(rt->stats()) - drops0, std::memory_order_relaxed);
+      const NodeCounts rc = remote_counts();
+      drop_cache.value.store(all_drops(rc) - drops0 + remote_done(rc), std::memory_order_relaxed);
       drop_cache.at.store(t, std::memory_order_relaxed);
     }
     const std::uint64_t done = ctx->recorder.completed_all() + ctx->recorder.lost_all() +
@@ -665,6 +796,10 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   const std::uint64_t origin = now_ns() + 20'000'000;
   const std::uint64_t measure_start = origin + static_cast<std::uint64_t>(warmup * 1e9);
   const std::uint64_t measure_end = measure_start + static_cast<std::uint64_t>(s.measured_seconds() * 1e9);
+  // The generators stop early on `stop` (copied by the sampler below) or when
+  // the other node of a cross-node run fails.
+  std::atomic<bool> halt{false};
+  std::string failure;
   std::vector<std::thread> threads;
   for (unsigned g = 0; g < s.generators; ++g) {
     threads.emplace_back([&, g] {
@@ -673,12 +808,12 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
       Generator gen(*rt, s, *swarm, *cells[g], g);
       sleep_until_ns(origin);
       if (s.mode == LoadMode::open) {
-        gen.run_open(RateController(full, end_index, g, s.generators), origin, warmup_messages, stop);
+        gen.run_open(RateController(full, end_index, g, s.generators), origin, warmup_messages, halt);
       } else {
         const std::uint64_t limit =
             s.messages == 0 ? 0 : s.messages / s.generators + (g < s.messages % s.generators ? 1 : 0);
         const std::uint64_t window = std::max<std::uint64_t>(1, s.in_flight / s.generators);
-        gen.run_closed(measure_start, measure_end, limit, window * s.generators, in_flight, stop);
+        gen.run_closed(measure_start, measure_end, limit, window * s.generators, in_flight, halt);
       }
       cells[g]->finished.store(true, std::memory_order_release);
     });
@@ -697,11 +832,36 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   Usage usage0 = usage();
   RuntimeStats stats_m = stats0;  // at the start of measurement
   std::uint64_t lost_warmup = 0;  // requests lost before it
+  NodeCounts remote_m;            // across nodes: the other process's counts then
+  std::array<std::uint64_t, cluster::kRemoteDropReasons> cluster_m{};  // this node's cluster drops then
+  auto mark_measurement = [&] {
+    usage0 = usage();
+    stats_m = rt->stats();
+    lost_warmup = ctx->recorder.lost_all();
+    if (remote) {
+      remote_m = remote->counts();
+      cluster_m = cluster_dropped(*node);
+    }
+  };
+  // Every observation so far, of both processes across nodes.
+  auto histogram_all = [&] {
+    LatencyHistogram h = ctx->recorder.histogram_all();
+    if (remote && failure.empty()) {
+      auto snap = remote->snapshot(10s);
+      if (!snap) {
+        failure = snap.error();
+        halt.store(true);
+        return prev_hist;  // an empty interval; the run fails
+      }
+      h.merge(snap->all);
+    }
+    return h;
+  };
   bool measuring = warmup <= 0;
   std::uint64_t next_tick = origin + step;
   if (!measuring) next_tick = std::min(next_tick, measure_start);
   auto sample = [&](std::uint64_t t, bool warm) {
-    LatencyHistogram h = ctx->recorder.histogram_all();
+    LatencyHistogram h = histogram_all();
     LatencyHistogram interval = h;
     interval.subtract(prev_hist);
     prev_hist = std::move(h);
@@ -717,9 +877,10 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
       p.target_rate = t1 > t0 ? full.mean_rate(t0, t1) * (t1 - t0) / (p.t - t0) : 0;
     }
     const std::uint64_t sent = sent_all();
-    const std::uint64_t completed = ctx->recorder.completed_all();
+    const NodeCounts rc = remote_counts();
+    const std::uint64_t completed = ctx->recorder.completed_all() + rc.completed[0] + rc.completed[1];
     const std::uint64_t obs = prev_hist.count();
-    const std::uint64_t dropped = runtime_drops(rt->stats()) - drops0 + ctx->recorder.lost_all();
+    const std::uint64_t dropped = all_drops(rc) - drops0 + ctx->recorder.lost_all() + rc.lost[0] + rc.lost[1];
     p.sent = sent - std::min(sent, prev_sent);
     p.completed = completed - std::min(completed, prev_completed);
     p.observations = obs - std::min(obs, prev_obs);
@@ -749,6 +910,11 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   // Ticks already due are taken even when the generators have finished: a
   // sampler starved past the warm-up's end (a busy machine) still marks it.
   for (;;) {
+    if (stop.load(std::memory_order_relaxed)) halt.store(true, std::memory_order_relaxed);
+    if (remote && failure.empty()) {
+      failure = remote->failure();
+      if (!failure.empty()) halt.store(true);
+    }
     const bool finished = all_finished();
     const std::uint64_t now = now_ns();
     if (now < next_tick) {
@@ -760,19 +926,18 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
     sample(next_tick, warm);
     if (!measuring && next_tick >= measure_start) {
       measuring = true;
-      usage0 = usage();
-      stats_m = rt->stats();
-      lost_warmup = ctx->recorder.lost_all();
+      mark_measurement();
     }
     next_tick += step;
     if (!measuring) next_tick = std::min(next_tick, measure_start);
   }
   for (std::thread& t : threads) t.join();
-  if (!measuring) {  // stopped during warm-up
-    usage0 = usage();
-    stats_m = rt->stats();
-    lost_warmup = ctx->recorder.lost_all();
-  }
+  if (!measuring) mark_measurement();  // stopped during warm-up
+  auto fail_running = [&](const std::string& why) {
+    rt->metrics().remove_callback(callback);
+    return fail(why.starts_with("subscriber node:") ? why : "subscriber node: " + why);
+  };
+  if (!failure.empty()) return fail_running(failure);
 
   // -- drain: wait until every message sent is completed, lost or dropped ---
   {
@@ -781,9 +946,11 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   }
   const std::uint64_t drain_deadline = now_ns() + static_cast<std::uint64_t>(s.drain_timeout * 1e9);
   for (;;) {
-    const std::uint64_t accounted = ctx->recorder.completed_all() + ctx->recorder.lost_all() +
-                                    (runtime_drops(rt->stats()) - drops0);
+    const NodeCounts rc = remote_counts();
+    const std::uint64_t accounted =
+        ctx->recorder.completed_all() + ctx->recorder.lost_all() + remote_done(rc) + (all_drops(rc) - drops0);
     if (accounted >= sent_all()) break;
+    if (remote && !(failure = remote->failure()).empty()) return fail_running(failure);
     const std::uint64_t now = now_ns();
     if (now >= drain_deadline) {
       res.drained = false;
@@ -801,6 +968,20 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   if (t_end > prev_t + 1'000'000) sample(t_end, !measuring);
   const Usage usage1 = usage();
 
+  // Across nodes: this node's cluster counters now, then the other node
+  // leaves and shuts down, and says what it measured.
+  NodeReport remote_final;
+  nlohmann::json here_summary;
+  std::array<std::uint64_t, cluster::kRemoteDropReasons> cluster1{};
+  if (remote) {
+    if (!failure.empty()) return fail_running(failure);
+    here_summary = cluster_summary(node->stats(), kPublisherNode, "publishers");
+    cluster1 = cluster_dropped(*node);
+    auto fin = remote->finish(60s);
+    if (!fin) return fail_running(fin.error());
+    remote_final = std::move(*fin);
+  }
+
   // -- results ---
   std::uint64_t last_send = 0, max_lag = 0, gen_cpu = 0;
   for (auto& c : cells) {
@@ -811,13 +992,23 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   }
   res.latency = ctx->recorder.histogram(Phase::measured);
   res.completed = ctx->recorder.completed(Phase::measured);
+  if (remote) {
+    res.latency.merge(remote_final.measured);
+    res.completed += remote_final.counts.completed[static_cast<int>(Phase::measured)];
+  }
   res.observations = res.latency.count();
-  const std::uint64_t last_completion = ctx->recorder.last_measured_completion_ns();
+  const std::uint64_t last_completion =
+      std::max(ctx->recorder.last_measured_completion_ns(), remote_final.counts.last_completion_ns);
   const std::uint64_t window_end = std::max({last_send, last_completion, measure_start});
   res.measured_seconds = static_cast<double>(window_end - measure_start) / 1e9;
   res.throughput = res.measured_seconds > 0 ? static_cast<double>(res.completed) / res.measured_seconds : 0;
   res.cpu_user_seconds = usage1.user - usage0.user;
   res.cpu_system_seconds = usage1.system - usage0.system;
+  if (remote) {
+    res.cpu_user_seconds += remote_final.counts.cpu_user - remote_m.cpu_user;
+    res.cpu_system_seconds += remote_final.counts.cpu_system - remote_m.cpu_system;
+    res.notes.push_back("the subscriber node's peak RSS: " + std::to_string(remote_final.counts.max_rss >> 20) + " MiB");
+  }
   res.peak_rss_bytes = usage1.max_rss;
   res.generator_cpu_seconds = static_cast<double>(gen_cpu) / 1e9;
   const std::uint64_t sent_total = sent_all();
@@ -832,19 +1023,142 @@ Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   std::uint64_t total = 0;
   const auto lost1 = lost_by_reason(stats1), lost_m = lost_by_reason(stats_m);
   for (int r = 0; r < kDropReasonCount; ++r) {
-    const std::uint64_t n = lost1[r] - lost_m[r];
+    std::uint64_t n = lost1[r] - lost_m[r];
+    if (remote) n += remote_final.counts.runtime_lost[r] - remote_m.runtime_lost[r];
     res.dropped[std::string(to_string(static_cast<DropReason>(r)))] = n;
     total += n;
   }
   res.dropped["timeout"] = ctx->recorder.lost_all() - lost_warmup;
+  if (remote) {
+    const NodeCounts& f = remote_final.counts;
+    res.dropped["timeout"] += f.lost[0] + f.lost[1] - remote_m.lost[0] - remote_m.lost[1];
+    // The cluster's own drops, of both nodes (a message that crossed in a
+    // publish is counted nowhere else).
+    for (int r = 0; r < cluster::kRemoteDropReasons; ++r) {
+      const std::uint64_t n = cluster1[r] - cluster_m[r] + f.cluster_dropped[r] - remote_m.cluster_dropped[r];
+      res.dropped["cluster_" + std::string(cluster::to_string(static_cast<cluster::RemoteDrop>(r)))] = n;
+      total += n;
+    }
+    std::vector<std::string> servers = node_config(s, kPublisherNode).servers;
+    for (std::string& u : servers) u = without_credentials(u);
+    res.cluster_json = nlohmann::json{{"servers", servers},
+                                      {"prefix", kClusterPrefix},
+                                      {"nodes", {here_summary, remote_final.cluster}}}
+                           .dump();
+  }
   total += res.dropped["timeout"];
   res.dropped["total"] = total;
   if (stop.load()) res.notes.push_back("stopped early (interrupted)");
 
   rt->metrics().remove_callback(callback);
+  remote.reset();
+  node.reset();  // leaves the cluster before the runtime stops
   rt->shutdown(res.drained ? ShutdownPolicy::drain : ShutdownPolicy::discard);
   rt.reset();
   return res;
+}
+
+int run_subscriber_node(const Scenario& s, int fd) {
+  // The run that spawned this process handles Ctrl-C and then says stop.
+  ::signal(SIGINT, SIG_IGN);
+  auto say = [fd](const nlohmann::json& j) { return send_link_line(fd, j.dump()); };
+  auto fail = [&](const std::string& why) {
+    (void)say({{"error", why}});
+    return 1;
+  };
+  RuntimeConfig cfg;
+  const auto cores = static_cast<unsigned>(std::max<std::size_t>(1, allowed_cpus().size()));  // the run's runtime mask
+  cfg.workers = s.workers != 0 ? s.workers : cores;
+  cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
+  cfg.telemetry.enabled = s.telemetry;
+  if (s.work_ns >= 100'000'000) cfg.telemetry.slow_handler_threshold = 0ms;
+  if (auto ok = configure_storage(s, cfg); !ok) return fail(ok.error());
+  auto ctx = std::make_unique<Context>();
+  ctx->work_ns = s.work_ns;
+  ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
+  ctx->persist = s.storage != StorageKind::none;
+  std::unique_ptr<Runtime> rt;
+  try {
+    rt = std::make_unique<Runtime>(cfg);
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  // Built before joining: the first interest this node announces is all of it.
+  auto swarm = build_swarm(*rt, *ctx, s, Side::subscribers);
+  if (!swarm) {
+    rt->shutdown(ShutdownPolicy::discard);
+    return fail(swarm.error());
+  }
+  (void)rt->wait_idle(60s);
+  auto joined = cluster::Cluster::join(*rt, node_config(s, kSubscriberNode));
+  if (!joined) {
+    rt->shutdown(ShutdownPolicy::discard);
+    return fail(joined.error());
+  }
+  std::unique_ptr<cluster::Cluster> node = std::move(*joined);
+  // Replies and acknowledgements go to the run's node: it must be known here.
+  const std::uint64_t deadline = now_ns() + 30'000'000'000ull;
+  for (;;) {
+    const std::vector<std::string> up = node->nodes();
+    if (std::find(up.begin(), up.end(), kPublisherNode) != up.end()) break;
+    if (now_ns() > deadline) {
+      node.reset();
+      rt->shutdown(ShutdownPolicy::discard);
+      return fail(std::string("node ") + kPublisherNode + " did not appear within 30 s");
+    }
+    sleep_until_ns(now_ns() + 10'000'000);
+  }
+  auto report = [&] {
+    NodeReport r;
+    r.counts = node_counts(*ctx, *rt, node.get());
+    r.all = ctx->recorder.histogram_all();
+    r.measured = ctx->recorder.histogram(Phase::measured);
+    return r;
+  };
+  bool gone = !say({{"ready", {{"pid", ::getpid()}, {"workers", rt->worker_count()}}}});
+
+  // Counts every 2 ms; commands as they come; the end of the link is a stop.
+  std::string buf;
+  std::uint64_t next_counts = 0;
+  while (!gone) {
+    const std::uint64_t now = now_ns();
+    if (now >= next_counts) {
+      next_counts = now + 2'000'000;
+      if (!say({{"counts", to_json(node_counts(*ctx, *rt, node.get()))}})) break;
+    }
+    pollfd pfd{fd, POLLIN, 0};
+    const int wait_ms = static_cast<int>((next_counts - std::min(next_counts, now_ns())) / 1'000'000) + 1;
+    if (::poll(&pfd, 1, wait_ms) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the run closed the link
+    buf.append(chunk, static_cast<std::size_t>(n));
+    for (std::size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
+      const std::string command = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (command == "snapshot") {
+        if (!say({{"snapshot", to_json(report())}})) gone = true;
+      } else if (command == "stop") {
+        gone = true;
+        break;
+      }
+    }
+  }
+  // Leave first (the run's node then withdraws this one's interest), then
+  // finish what is queued, then say what was measured.
+  nlohmann::json summary = cluster_summary(node->stats(), kSubscriberNode, "subscribers");
+  const auto dropped = cluster_dropped(*node);
+  node.reset();
+  rt->shutdown(ShutdownPolicy::drain);
+  NodeReport last;
+  last.counts = node_counts(*ctx, *rt, nullptr);
+  last.counts.cluster_dropped = dropped;
+  last.all = ctx->recorder.histogram_all();
+  last.measured = ctx->recorder.histogram(Phase::measured);
+  last.cluster = std::move(summary);
+  (void)say({{"final", to_json(last)}});
+  return 0;
 }
 
 }  // namespace swarm::load

@@ -21,6 +21,23 @@
 // (recorded apart, excluded from results), then for the measured seconds or
 // messages; wait up to `drain_timeout` for the messages in flight; shut the
 // runtime down. A time series (one point per second) covers the whole run.
+//
+// Across nodes (the scenario's `nats` set): this process joins the NATS
+// servers as cluster node "swarm-load-pub" (prefix "swarm-load") and keeps the
+// publishers — the generators and the request-reply clients; it spawns a
+// second swarm-load process (`swarm-load _subscriber-node`, hidden) that
+// joins as "swarm-load-sub" and runs the rest: the pipeline chains (each
+// chain's first stage subscribes to load.lane.N, on which the generator
+// publishes instead of sending), the fanout and topics subscribers, the
+// request-reply servers. Every message crosses NATS once (request-reply:
+// there and back). The load starts when each node sees the other and this
+// one sees the subscribers' interest. The other process records its
+// latencies (now − the stamp written here: both on this machine's steady
+// clock, so both processes must run on one machine) and reports its counts
+// through a pipe every 2 ms, its histograms when asked. Results add both
+// processes' runtime drops and the cluster's own drops of both nodes
+// (dropped.cluster_<reason>), both processes' CPU time, and a "cluster"
+// section (frames, bytes, round trip per node).
 
 #include <array>
 #include <atomic>
@@ -91,6 +108,7 @@ struct RunResult {
   bool drained = true;           // every message was accounted for before drain_timeout
   std::vector<std::string> notes;  // things the reader should know (did not drain, generator fell behind, ...)
   std::vector<IntervalStats> timeline;
+  std::string cluster_json;      // cross-node runs: the "cluster" section, as JSON text (empty: one process)
 
   std::uint64_t dropped_total() const {
     auto it = dropped.find("total");
@@ -106,12 +124,22 @@ struct RunOptions {
   const std::atomic<bool>* stop = nullptr;
   /// Seconds per time-series point.
   double interval = 1.0;
+  /// Cross-node runs: the swarm-load executable that runs the subscriber
+  /// node (empty: this process's own, /proc/self/exe).
+  std::string node_binary;
 };
 
 /// Runs `scenario`. REQUIRES: validate(scenario) passed. Errors: the runtime
 /// or a storage backend could not start (bad admin address, port taken,
 /// malformed URL), with their message.
 Result<RunResult> run_scenario(const Scenario& scenario, const RunOptions& options = {});
+
+/// The hidden `swarm-load _subscriber-node` mode: builds the subscriber side
+/// of `scenario` (REQUIRES: validated, `nats` set), joins the cluster, and
+/// talks to the run that spawned it through the socket `link_fd`
+/// (node_link.hpp) until told to stop or the socket closes. Returns the exit
+/// status (0, or 1 after sending {"error": ...}).
+int run_subscriber_node(const Scenario& scenario, int link_fd);
 
 /// Applies the scenario's storage choice to `config` (state store, journal,
 /// audited topics). An error for a malformed URL or DSN.

@@ -6,10 +6,13 @@
 //   swarm-load compare base.json new.json          # exit 1 on a regression beyond 10%
 //   swarm-load capacity --scenario pipeline --slo-p99 1ms
 //   swarm-load list
+//   swarm-load run --scenario fanout --nats nats://127.0.0.1:4222   # subscribers in a second process, across NATS
 //
 // Exit status: 0 ok; 1 a regression, an SLO miss or a failed run; 2 bad input.
 
 #include <CLI/CLI.hpp>
+
+#include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
@@ -102,6 +105,9 @@ struct ScenarioFlags {
     add(app, "--postgres", "postgres", "storage postgres: a libpq DSN");
     add(app, "--generators", "generators", "Threads sending the load");
     add(app, "--admin", "admin", "Serve the admin port (/metrics, /debug/...) on HOST:PORT while running");
+    add(app, "--nats", "nats",
+        "Across nodes: subscribers in a second swarm-load process, joined to this one through these NATS servers "
+        "(nats://HOST:PORT[,...], JetStream on); publishers here");
     app.add_option("--set", sets, "Any scenario field: --set FIELD=VALUE (repeatable; see `swarm-load list --fields`)");
   }
 
@@ -348,6 +354,28 @@ int cmd_capacity(const ScenarioFlags& flags, CapacityOptions o, const std::strin
   return c->sustainable_rate > 0 ? kOk : kFailed;
 }
 
+// The hidden child mode of cross-node runs (driver.hpp): the scenario comes
+// as --set FIELD=VALUE, the link to the run is fd --link-fd.
+int cmd_subscriber_node(const std::vector<std::string>& sets, int link_fd) {
+  Scenario s;
+  for (const std::string& kv : sets) {
+    const std::size_t eq = kv.find('=');
+    auto ok = eq == std::string::npos ? swarm::Result<void>(swarm::unexpected("--set " + kv + " is not FIELD=VALUE"))
+                                      : set_field(s, kv.substr(0, eq), kv.substr(eq + 1));
+    if (!ok) {
+      std::fprintf(stderr, "swarm-load _subscriber-node: %s\n", ok.error().c_str());
+      return kBadInput;
+    }
+  }
+  if (auto ok = validate(s); !ok || s.nats.empty()) {
+    std::fprintf(stderr, "swarm-load _subscriber-node: %s\n", ok ? "nats is not set" : ok.error().c_str());
+    return kBadInput;
+  }
+  std::fflush(stdout);
+  ::dup2(2, 1);  // nothing of this process mixes with the run's output
+  return run_subscriber_node(s, link_fd);
+}
+
 int cmd_list(bool show_fields) {
   std::printf("built-in scenarios (swarm-load run --scenario NAME):\n");
   for (const Scenario& s : builtin_scenarios()) {
@@ -468,6 +496,13 @@ int main(int argc, char** argv) {
       ->required();
   plot->add_flag("--no-png", plot_no_png, "SVG only");
 
+  // _subscriber-node: hidden, spawned by `run --nats` (driver.hpp).
+  CLI::App* sub_node = app.add_subcommand("_subscriber-node", "")->group("");
+  std::vector<std::string> node_sets;
+  int link_fd = -1;
+  sub_node->add_option("--set", node_sets);
+  sub_node->add_option("--link-fd", link_fd)->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -484,5 +519,6 @@ int main(int argc, char** argv) {
   if (cap->parsed()) return cmd_capacity(cap_flags, copt, cap_slo, precision_text, start_text, max_text, cap_json);
   if (list->parsed()) return cmd_list(show_fields);
   if (plot->parsed()) return cmd_plot(plot_files, plot_out, plot_no_png);
+  if (sub_node->parsed()) return cmd_subscriber_node(node_sets, link_fd);
   return kBadInput;
 }

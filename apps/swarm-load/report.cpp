@@ -85,7 +85,7 @@ json to_json(const RunResult& r) {
   for (const auto& [k, v] : r.dropped) dropped[k] = v;
   json config = json::object();
   if (!r.scenario_json.empty()) config = json::parse(r.scenario_json, nullptr, false);
-  return {
+  json j = {
       {"format", "swarm-load/1"},
       {"scenario", r.scenario},
       {"scenario_config", config},
@@ -122,6 +122,8 @@ json to_json(const RunResult& r) {
       {"histogram", r.latency.to_json()},
       {"timeline", timeline},
   };
+  if (!r.cluster_json.empty()) j["cluster"] = json::parse(r.cluster_json, nullptr, false);  // cross-node runs
+  return j;
 }
 
 Result<RunResult> run_from_json(const json& j) {
@@ -172,6 +174,7 @@ Result<RunResult> run_from_json(const json& j) {
   r.host = j.value("host", "");
   r.drained = j.value("drained", true);
   if (j.contains("scenario_config")) r.scenario_json = j["scenario_config"].dump();
+  if (j.contains("cluster") && j["cluster"].is_object()) r.cluster_json = j["cluster"].dump();
   if (j.contains("notes") && j["notes"].is_array()) {
     for (const json& n : j["notes"]) {
       if (n.is_string()) r.notes.push_back(n.get<std::string>());
@@ -289,6 +292,21 @@ std::string format_table(const RunResult& r) {
   std::string gen = format_latency_ns(r.generator_ns_per_message) + " CPU per message sent";
   if (r.mode != "closed") gen += ", max lag behind schedule " + format_latency_ns(r.generator_max_lag_seconds * 1e9);
   row("generator", gen);
+  if (!r.cluster_json.empty()) {
+    // Cross-node runs: what each node sent the other through NATS.
+    const json c = json::parse(r.cluster_json, nullptr, false);
+    if (c.is_object() && c.contains("nodes") && c["nodes"].is_array()) {
+      for (const json& n : c["nodes"]) {
+        if (!n.is_object() || !n.contains("peers") || !n["peers"].is_array()) continue;
+        for (const json& peer : n["peers"]) {
+          if (!peer.is_object()) continue;
+          row("cluster", n.value("node", std::string("?")) + " -> " + peer.value("node", std::string("?")) + ": " +
+                             format_count(peer.value("sent", 0.0)) + " frames, " + bytes(peer.value("sent_bytes", 0.0)) +
+                             ", heartbeat round trip " + format_latency_ns(peer.value("rtt_ms", 0.0) * 1e6));
+        }
+      }
+    }
+  }
   for (const std::string& n : r.notes) o << "  note: " << n << "\n";
   return o.str();
 }
