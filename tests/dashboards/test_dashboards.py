@@ -1,9 +1,11 @@
 """Every dashboard query against a real Prometheus scraping a real swarmd under a
-smoke load, with its state in a real Redis and its journal in a real Postgres
-(all on 127.0.0.1, temporary folders). Fails on a query error or an empty
-result, naming the dashboard, the panel and the query; checks that every metric
-an alert rule uses exists and that Prometheus evaluates every rule; runs the
-load-test dashboard's SQL on a real swarm_load_runs table."""
+smoke load, with its state in a real Redis and its journal in a real Postgres,
+joined through a real NATS server (JetStream) to a second swarmd whose tool
+processes take part of the first one's requests (all on 127.0.0.1, temporary
+folders). Fails on a query error or an empty result, naming the dashboard, the
+panel and the query; checks that every metric an alert rule uses exists and
+that Prometheus evaluates every rule; runs the load-test dashboard's SQL on a
+real swarm_load_runs table."""
 
 from __future__ import annotations
 
@@ -83,12 +85,28 @@ class Stack:
         self.pg_running = True
         self.dsn = f"host=127.0.0.1 port={self.pg_port} user=postgres dbname=postgres"
 
+        # One NATS server with JetStream (the cluster's names and nodes buckets need it).
+        nats_port, nats_monitor_port = free_port(), free_port()
+        nats = self.spawn(["nats-server", "-a", "127.0.0.1", "-p", str(nats_port), "-m", str(nats_monitor_port),
+                           "-js", "-sd", str(self.folder / "nats")], "nats.log")
+
+        def jetstream_ready() -> bool:
+            assert nats.poll() is None, (self.folder / "nats.log").read_text()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{nats_monitor_port}/jsz", timeout=5) as r:
+                    return "config" in json.loads(r.read())
+            except OSError:
+                return False
+        wait_until(jetstream_ready, 30, "nats-server with JetStream")
+        cluster = f'servers: ["nats://127.0.0.1:{nats_port}"]'
+
         self.admin_port, gateway_port = free_port(), free_port()
         config = self.folder / "swarm.yaml"
         config.write_text(f"""
 admin: {{listen: "127.0.0.1:{self.admin_port}", token_file: "{self.folder}/token"}}
 gateway: {{bind: "tcp://127.0.0.1:{gateway_port}"}}
 storage: {{state: "redis://127.0.0.1:{self.redis_port}/0", journal: "{self.dsn}"}}
+cluster: {{node: dash-1, {cluster}}}
 agents:
   - {{type: aggregator, options: {{every: 1s}}}}
   - {{type: planner, options: {{topic: tools.work, every: 50ms, fan_out: 8, timeout: 1s}}}}
@@ -101,6 +119,23 @@ processes:
         self.swarmd = self.spawn([str(BUILD / "apps/swarmd/swarmd"), "--config", str(config)], "swarmd.log")
         self.instance = f"127.0.0.1:{self.admin_port}"
 
+        # The second node: two more tool processes in the queue group "tool" (named after the process), so
+        # the planner on dash-1 gives about half its requests to dash-2 and gets the replies back from it.
+        self.peer_admin_port, peer_gateway_port = free_port(), free_port()
+        peer_config = self.folder / "peer.yaml"
+        peer_config.write_text(f"""
+admin: {{listen: "127.0.0.1:{self.peer_admin_port}", token_file: "{self.folder}/peer-token"}}
+gateway: {{bind: "tcp://127.0.0.1:{peer_gateway_port}"}}
+storage: {{state: memory, journal: memory}}
+cluster: {{node: dash-2, {cluster}}}
+processes:
+  - name: tool
+    argv: [/usr/bin/python3, "{ROOT}/examples/python/queue_worker.py", --pattern, "tools.>"]
+    instances: 2
+""")
+        self.peer = self.spawn([str(BUILD / "apps/swarmd/swarmd"), "--config", str(peer_config)], "peer.log")
+        self.peer_instance = f"127.0.0.1:{self.peer_admin_port}"
+
         self.prom_port = free_port()
         rules = self.folder / "alerts.yml"
         shutil.copy(ROOT / "deploy/prometheus/alerts.yml", rules)
@@ -109,7 +144,7 @@ global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 rule_files: ["{rules}"]
 scrape_configs:
   - job_name: swarm
-    static_configs: [{{targets: ["{self.instance}"]}}]
+    static_configs: [{{targets: ["{self.instance}", "{self.peer_instance}"]}}]
 """)
         self.spawn(["prometheus", f"--config.file={self.folder}/prometheus.yml",
                     f"--storage.tsdb.path={self.folder}/tsdb", f"--web.listen-address=127.0.0.1:{self.prom_port}"],
@@ -158,14 +193,22 @@ def stack() -> Iterator[Stack]:
 
         def scraped_enough() -> bool:
             assert s.swarmd.poll() is None, (folder / "swarmd.log").read_text()
-            r = s.query('count_over_time(up{job="swarm"}[1m])')
+            assert s.peer.poll() is None, (folder / "peer.log").read_text()
+            r = s.query(f'count_over_time(up{{job="swarm", instance="{s.instance}"}}[1m])')
             return r.get("status") == "success" and bool(r["data"]["result"]) and \
                 float(r["data"]["result"][0]["value"][1]) >= 20
         wait_until(scraped_enough, 120, "20 scrapes of swarmd by Prometheus")
+
+        def traffic_across_nodes() -> bool:  # requests out to dash-2 and replies in from it, as Prometheus saw them
+            r = s.query(f'min(rate(swarm_cluster_messages_total{{job="swarm", instance="{s.instance}", '
+                        f'peer="dash-2"}}[{RATE_INTERVAL}])) > 0 and on() count(swarm_cluster_messages_total'
+                        f'{{job="swarm", instance="{s.instance}", peer="dash-2"}}) == 2')
+            return r.get("status") == "success" and bool(r["data"]["result"])
+        wait_until(traffic_across_nodes, 60, "messages both ways between dash-1 and dash-2 (see swarmd.log, peer.log)")
         yield s
     finally:
         s.stop()
-        for log in ("swarmd.log", "prometheus.log"):
+        for log in ("swarmd.log", "peer.log", "nats.log", "prometheus.log"):
             path = folder / log
             if path.exists():
                 shutil.copy(path, BUILD / f"dashboards-test-{log}")  # kept for a failed CI run
