@@ -219,6 +219,27 @@ def overview() -> Board:
             (f"sum by (direction) (rate(swarm_gateway_frames_total{SEL}[{RATE}]))", "frames {{direction}} /s"))
     b.graph("Saturation: messages queued for clients", "short", (f"sum(swarm_gateway_outbound_queued{SEL})", "queued"))
     b.graph("Errors: dropped /s by reason", "ops", (f"sum by (reason) (rate(swarm_gateway_dropped_total{SEL}[{RATE}]))", "{{reason}}"))
+    b.row("Cluster")
+    b.graph("Nodes up", "short", (f"swarm_cluster_nodes{SEL}", "peers up seen by {{instance}}"),
+            (f"min by (peer) (swarm_cluster_peer_up{SEL})", "{{peer}} up"),
+            note="Each node counts the others; a peer is up when every node shown sees it up.")
+    b.graph("Utilization: connected to NATS", "short", (f"swarm_cluster_connected_servers{SEL}", "{{instance}}"))
+    b.graph("Saturation: in flight by peer (limit: max_in_flight)", "short",
+            (f"swarm_cluster_in_flight{SEL}", "{{instance}} to {{peer}}"),
+            note="Per pair of nodes; at max_in_flight (65,536 by default) messages for that peer are dropped as backlog_full.")
+    b.graph("Utilization: messages /s by peer and direction", "ops",
+            (f"sum by (peer, direction) (rate(swarm_cluster_messages_total{SEL}[{RATE}]))", "{{peer}} {{direction}}"))
+    b.graph("Utilization: bytes /s by peer and direction", "Bps",
+            (f"sum by (peer, direction) (rate(swarm_cluster_bytes_total{SEL}[{RATE}]))", "{{peer}} {{direction}}"))
+    b.graph("Heartbeat round trip by peer", "s", (f"max by (peer) (swarm_cluster_rtt_seconds{SEL})", "{{peer}}"))
+    b.graph("Errors: dropped /s by reason", "ops",
+            (f"sum by (reason) (rate(swarm_cluster_dropped_total{SEL}[{RATE}]))", "{{reason}}"),
+            note="Messages between nodes not delivered (backlog_full is saturation: a peer acknowledging slower than it is sent to).")
+    b.graph("Errors: nodes down, reconnects /s", "ops",
+            (f"sum(rate(swarm_cluster_nodes_down_total{SEL}[{RATE}]))", "nodes down"),
+            (f"sum(rate(swarm_cluster_reconnects_total{SEL}[{RATE}]))", "reconnects to NATS"))
+    b.graph("Interest entries", "short", (f"swarm_cluster_interest_entries{SEL}", "announced by {{instance}}"),
+            (f"max by (peer) (swarm_cluster_peer_interest_entries{SEL})", "from {{peer}}"))
     b.row("Processes (swarmd)")
     b.graph("Utilization: running by process", "short", (f"sum by (process) (swarm_process_running{SEL})", "{{process}}"))
     b.graph("Saturation: start to ready", "s", *quantiles("swarm_process_start_seconds"))
