@@ -255,7 +255,7 @@ def test_every_alert_rule_is_evaluated_and_its_metrics_exist(stack: Stack):
         return rules if rules and all(r.get("lastEvaluation", "").startswith("2") and
                                       not r["lastEvaluation"].startswith("0001") for r in rules) else None
     rules = wait_until(evaluated, 60, "every rule evaluated")
-    assert len(rules) == 11
+    assert len(rules) == 14
     failures = [f"{r['name']}: {r['health']} {r.get('lastError', '')}" for r in rules if r["health"] != "ok"]
     for r in rules:
         for metric in sorted(set(re.findall(r"\b((?:swarm|process)_[a-z_]+|up)\b", r["query"]))):
