@@ -34,7 +34,7 @@
 // one sees the subscribers' interest. The other process records its
 // latencies (now − the stamp written here: both on this machine's steady
 // clock, so both processes must run on one machine) and reports its counts
-// through a pipe every 2 ms, its histograms when asked. Results add both
+// over a Unix socket every 2 ms, its histograms when asked. Results add both
 // processes' runtime drops and the cluster's own drops of both nodes
 // (dropped.cluster_<reason>), both processes' CPU time, and a "cluster"
 // section (frames, bytes, round trip per node).

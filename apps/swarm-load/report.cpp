@@ -302,7 +302,7 @@ std::string format_table(const RunResult& r) {
           if (!peer.is_object()) continue;
           row("cluster", n.value("node", std::string("?")) + " -> " + peer.value("node", std::string("?")) + ": " +
                              format_count(peer.value("sent", 0.0)) + " frames, " + bytes(peer.value("sent_bytes", 0.0)) +
-                             ", heartbeat round trip " + format_latency_ns(peer.value("rtt_ms", 0.0) * 1e6));
+                             " (warm-up included), heartbeat round trip " + format_latency_ns(peer.value("rtt_ms", 0.0) * 1e6));
         }
       }
     }
