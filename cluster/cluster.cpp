@@ -488,12 +488,10 @@ struct Cluster::Impl {
     for (std::uint32_t i = 0; i < n; ++i) {
       if (peers[i].up.load() && peers[i].name == name) down_locked(i, false);  // restarted
     }
+    // A node that comes back takes its old slot, so its series keep one set of labels.
     std::uint32_t slot = n;
     for (std::uint32_t i = 0; i < n; ++i) {
-      if (!peers[i].up.load()) {
-        slot = i;
-        break;
-      }
+      if (!peers[i].up.load() && (slot == n || peers[i].name == name)) slot = i;
     }
     if (slot == kMaxPeers) return -1;
     Peer& p = peers[slot];
