@@ -169,7 +169,11 @@ scrape_configs:
             with urllib.request.urlopen(url, timeout=30) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
-            return json.loads(e.read())
+            body = e.read()
+            try:
+                return json.loads(body)
+            except ValueError:  # "Service Unavailable" while Prometheus is still starting
+                return {"status": "error", "error": body.decode(errors="replace")}
         except OSError:
             return {"status": "down"}
 
