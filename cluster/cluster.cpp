@@ -229,7 +229,8 @@ struct Cluster::Impl {
   Directory directory{*this};
 
   natsOptions* opts = nullptr;
-  natsConnection* nc = nullptr;
+  mutable Mutex conn_mu;  // nc's destruction against stats() on other threads
+  natsConnection* nc SWARM_PT_GUARDED_BY(conn_mu) = nullptr;
   jsCtx* js = nullptr;
   kvStore* nodes_kv = nullptr;
   kvStore* names_kv = nullptr;
@@ -460,8 +461,11 @@ struct Cluster::Impl {
     if (names_kv != nullptr) kvStore_Destroy(names_kv);
     if (js != nullptr) jsCtx_Destroy(js);
     if (nc != nullptr) {
+      MutexLock lock(conn_mu);  // stats() may be reading the connection on another thread
+      connected.store(false);
       natsConnection_Close(nc);
       natsConnection_Destroy(nc);
+      nc = nullptr;
     }
     if (opts != nullptr) natsOptions_Destroy(opts);
   }
@@ -1182,7 +1186,10 @@ struct Cluster::Impl {
     ClusterStats s;
     s.connected = connected.load();
     char url[256] = {};
-    if (nc != nullptr && natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) s.server = url;
+    {
+      MutexLock lock(conn_mu);
+      if (nc != nullptr && natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK) s.server = url;
+    }
     s.reconnects = reconnects.load();
     s.nodes_down = nodes_down.load();
     for (int i = 0; i < kRemoteDropReasons; ++i) s.dropped[i] = dropped[i].load();
@@ -1258,6 +1265,7 @@ struct Cluster::Impl {
 
 Cluster::Cluster(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Cluster::~Cluster() = default;
+void Cluster::leave() { impl_->leave(); }
 
 Result<std::unique_ptr<Cluster>> Cluster::join(Runtime& rt, ClusterConfig config) {
   if (auto r = config.validate(); !r) return unexpected(r.error());

@@ -116,6 +116,9 @@ class Cluster {
   /// Leaves: says goodbye (peers withdraw this node at once), releases its
   /// names, detaches from the runtime.
   ~Cluster();
+  /// Leaves now (as the destructor does); stats() and nodes() stay callable,
+  /// from any thread, and show no peers. Idempotent.
+  void leave();
   Cluster(const Cluster&) = delete;
   Cluster& operator=(const Cluster&) = delete;
 

@@ -316,7 +316,7 @@ int run(const DaemonConfig& config, const AgentTypes& types, RunOptions options)
   int code = exit_code.load();
   supervisor.stop_all();
   supervisor_ptr.store(nullptr);
-  node.reset();  // peers withdraw this node's interest and names at once
+  if (node) node->leave();  // peers withdraw this node's interest and names at once
   if (gateway) gateway->stop();
   rt->shutdown();
   for (auto [what, result] : {std::pair{"state store", state->flush(std::chrono::seconds(10))},
