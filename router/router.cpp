@@ -462,6 +462,18 @@ std::size_t Router::receivers(TopicId topic) noexcept {
 
 // -- publishing ---
 
+namespace {
+// One delivery of a publish, added to its result.
+[[gnu::always_inline]] inline void deliver_counted(Subscriber s, Delivery& d, PublishResult& res) noexcept {
+  d.address = s.address;
+  switch (s.endpoint->deliver(d)) {
+    case DeliverStatus::ok: ++res.delivered; break;
+    case DeliverStatus::mailbox_full: ++res.mailbox_full; break;
+    case DeliverStatus::dead: ++res.dead; break;
+  }
+}
+}  // namespace
+
 PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOptions options) noexcept {
   PublishResult res;
   {
@@ -470,36 +482,29 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
       const Resolved* r = current(topic, *e);
       Delivery d{0, topic, options.kind, options.sender, options.sender_node, options.correlation_id,
                  options.deadline_ns, payload};
-      auto send = [&](Subscriber s) {
-        d.address = s.address;
-        switch (s.endpoint->deliver(d)) {
-          case DeliverStatus::ok: ++res.delivered; break;
-          case DeliverStatus::mailbox_full: ++res.mailbox_full; break;
-          case DeliverStatus::dead: ++res.dead; break;
-        }
-      };
+      auto send = [&](Subscriber s) { deliver_counted(s, d, res); };
       if (options.relayed_by != nullptr) [[unlikely]] {
         publish_relayed(*r, d, options, res);
       } else {
-      for (Subscriber s : r->plain()) send(s);
-      for (std::uint32_t i = 0; i < r->group_count; ++i) {
-        const Resolved::Group& g = r->groups[i];
-        const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
-        std::size_t pick = turn % g.members.size();
-        if (config_.group_policy == GroupPolicy::least_loaded) {
-          // Scan from the round-robin position so ties spread evenly.
-          std::size_t best = SIZE_MAX;
-          for (std::size_t k = 0; k < g.members.size() && best != 0; ++k) {
-            std::size_t m = (turn + k) % g.members.size();
-            std::size_t depth = g.members[m].endpoint->depth(g.members[m].address);
-            if (depth < best) {
-              best = depth;
-              pick = m;
+        for (Subscriber s : r->plain()) send(s);
+        for (std::uint32_t i = 0; i < r->group_count; ++i) {
+          const Resolved::Group& g = r->groups[i];
+          const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);
+          std::size_t pick = turn % g.members.size();
+          if (config_.group_policy == GroupPolicy::least_loaded) {
+            // Scan from the round-robin position so ties spread evenly.
+            std::size_t best = SIZE_MAX;
+            for (std::size_t k = 0; k < g.members.size() && best != 0; ++k) {
+              std::size_t m = (turn + k) % g.members.size();
+              std::size_t depth = g.members[m].endpoint->depth(g.members[m].address);
+              if (depth < best) {
+                best = depth;
+                pick = m;
+              }
             }
           }
+          send(g.members[pick]);
         }
-        send(g.members[pick]);
-      }
       }
     }
     res.no_subscriber = res.delivered + res.mailbox_full + res.dead == 0;
@@ -533,14 +538,7 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
 // member of one group (round robin), never back to the relaying endpoint.
 void Router::publish_relayed(const Resolved& r, Delivery& d, const PublishOptions& options,
                              PublishResult& res) noexcept {
-  auto send = [&](Subscriber s) {
-    d.address = s.address;
-    switch (s.endpoint->deliver(d)) {
-      case DeliverStatus::ok: ++res.delivered; break;
-      case DeliverStatus::mailbox_full: ++res.mailbox_full; break;
-      case DeliverStatus::dead: ++res.dead; break;
-    }
-  };
+  auto send = [&](Subscriber s) { deliver_counted(s, d, res); };
   if (options.relay_group.empty()) {
     for (Subscriber s : r.plain()) {
       if (s.endpoint != options.relayed_by) send(s);
