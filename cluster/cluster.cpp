@@ -272,6 +272,7 @@ struct Cluster::Impl {
   std::mutex stop_mu;
   std::condition_variable stop_cv;
   bool stop = false;
+  bool closed = false;  // libnats ran its closed callback: no callback of this connection runs after it
   std::thread ticker;
   std::thread watcher;
   std::uint64_t metrics_callback = 0;
@@ -299,6 +300,7 @@ struct Cluster::Impl {
     if (s == NATS_OK) s = natsOptions_SetSendAsap(opts, cfg.send_asap);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &Impl::on_disconnected, this);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &Impl::on_reconnected, this);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, &Impl::on_closed, this);
     if (s == NATS_OK && !cfg.credentials_file.empty()) {
       s = natsOptions_SetUserCredentialsFromFiles(opts, cfg.credentials_file.c_str(), nullptr);
     }
@@ -464,6 +466,10 @@ struct Cluster::Impl {
       MutexLock lock(conn_mu);  // stats() may be reading the connection on another thread
       connected.store(false);
       natsConnection_Close(nc);
+      // Callbacks run on libnats' own thread after Close returns; the closed one comes last.
+      std::unique_lock wait(stop_mu);
+      stop_cv.wait_for(wait, std::chrono::seconds(5), [&] { return closed; });
+      wait.unlock();
       natsConnection_Destroy(nc);
       nc = nullptr;
     }
@@ -767,6 +773,12 @@ struct Cluster::Impl {
   }
 
   static void on_disconnected(natsConnection*, void* self) { static_cast<Impl*>(self)->connected.store(false); }
+  static void on_closed(natsConnection*, void* self) {
+    auto& s = *static_cast<Impl*>(self);
+    std::lock_guard lock(s.stop_mu);
+    s.closed = true;
+    s.stop_cv.notify_all();
+  }
   static void on_reconnected(natsConnection*, void* self) {
     auto& s = *static_cast<Impl*>(self);
     s.connected.store(true);
