@@ -21,12 +21,7 @@
 // buckets are deleted afterwards. Both sides of a run use the same SendAsap
 // (send_asap_for) and the same pending limits on the receiving subscription.
 
-#include <fcntl.h>
 #include <nats/nats.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,20 +41,17 @@
 #include <vector>
 
 #include "benchmarks/bench_driver.hpp"
+#include "benchmarks/workload_support.hpp"
 #include "benchmarks/workloads.hpp"
 #include "cluster/cluster.hpp"
 #include "runtime/runtime.hpp"
 
-extern char** environ;
-
 namespace swarm::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr std::size_t kPayloadBytes = 64;
 constexpr std::string_view kC1Topic = "c1.data";
 constexpr std::string_view kC2Topic = "c2.echo";
 constexpr std::string_view kC3Topic = "c3.local";
@@ -77,20 +69,6 @@ constexpr auto kJoinWait = 30s;   // until a node sees the other's interest
 std::uint64_t c1_messages(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 1'000'000; }
 std::uint64_t c2_requests(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 20'000; }
 std::uint64_t c3_messages(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 1'000'000; }
-
-std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
-
-[[noreturn]] void fail(std::string_view id, const std::string& what) {
-  throw std::runtime_error(std::string(id) + ": " + what);
-}
-
-RuntimeConfig config_for(const WorkloadParams& p) {
-  RuntimeConfig c;
-  if (p.workers != 0) c.workers = p.workers;
-  if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
-  c.telemetry.enabled = p.telemetry;
-  return c;
-}
 
 // A whole run fits in the agent's mailbox: what arrives from another node
 // cannot be pushed back on, and a full mailbox would drop it.
@@ -134,15 +112,6 @@ void wait_for_interest(std::string_view id, Runtime& rt, std::string_view topic)
     if (Clock::now() > deadline) fail(id, "the other node's interest in " + std::string(topic) + " never arrived");
     std::this_thread::sleep_for(1ms);
   }
-}
-
-const std::string& payload_bytes() {
-  static const std::string bytes = [] {
-    std::string b(kPayloadBytes, '\0');
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<char>(i * 7 + 1);
-    return b;
-  }();
-  return bytes;
 }
 
 Payload payload() {
@@ -206,117 +175,17 @@ void delete_buckets(std::string_view id, const WorkloadParams& p, const std::str
 // -- node A, seen from B ---
 
 // This executable again as `swarm-bench ID --cluster-child PREFIX --runtime R
-// --nats URLS --scale N ...`, stdin and stdout on pipes. Killed if still
-// running when destroyed (an error path).
-class NodeProcess {
+// --nats URLS --scale N ...`; it stays joined until its stdin closes.
+class NodeProcess : public ChildProcess {
  public:
   NodeProcess(std::string_view id, std::string_view runtime, const std::string& prefix, const WorkloadParams& p)
-      : id_(id) {
-    std::vector<std::string> args = {"swarm-bench", std::string(id),   "--cluster-child", prefix,
-                                     "--runtime",   std::string(runtime), "--nats",      p.nats_urls,
-                                     "--scale",     std::to_string(p.scale), "--workers", std::to_string(p.workers),
-                                     "--send-asap", send_asap_for(id, p) ? "on" : "off",
-                                     "--telemetry", p.telemetry ? "on" : "off"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int out[2], in[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) fail(id_, std::string("pipe: ") + std::strerror(errno));
-    if (::pipe2(in, O_CLOEXEC) != 0) {
-      ::close(out[0]);
-      ::close(out[1]);
-      fail(id_, std::string("pipe: ") + std::strerror(errno));
-    }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, in[0], STDIN_FILENO);
-    const int err = ::posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(out[1]);
-    ::close(in[0]);
-    out_ = out[0];
-    in_ = in[1];
-    if (err != 0) {
-      pid_ = -1;
-      fail(id_, std::string("cannot start node A: ") + std::strerror(err));
-    }
-  }
-  ~NodeProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      (void)::waitpid(pid_, &status, 0);
-    }
-    if (in_ >= 0) ::close(in_);
-    if (out_ >= 0) ::close(out_);
-  }
-  NodeProcess(const NodeProcess&) = delete;
-  NodeProcess& operator=(const NodeProcess&) = delete;
-
-  // The next line it prints, or nullopt once `deadline` passed. Throws if it
-  // exits first.
-  std::optional<std::string> read_line(Clock::time_point deadline) {
-    for (;;) {
-      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      // Rounded up: a deadline under 1 ms away still waits, it does not spin.
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0) return std::nullopt;
-      pollfd item{out_, POLLIN, 0};
-      const int ready = ::poll(&item, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
-      if (ready < 0 && errno != EINTR) fail(id_, std::string("poll: ") + std::strerror(errno));
-      if (ready <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::read(out_, buf, sizeof buf);
-      if (n > 0) {
-        buffer_.append(buf, static_cast<std::size_t>(n));
-      } else if (n == 0) {
-        fail(id_, "node A " + wait() + " before it printed its result");
-      } else if (errno != EINTR) {
-        fail(id_, std::string("read: ") + std::strerror(errno));
-      }
-    }
-  }
-  // `line` as the JSON object A printed; throws on an error line.
-  json parse(const std::string& line) {
-    json j = json::parse(line, nullptr, false);
-    if (!j.is_object()) fail(id_, "node A printed \"" + line + "\", not a JSON object");
-    if (j.contains("error")) fail(id_, "node A: " + j["error"].get<std::string>());
-    return j;
-  }
-  json result() {
-    auto line = read_line(Clock::now() + kDeadline);
-    if (!line) fail(id_, "no result from node A in time");
-    return parse(*line);
-  }
-  // Closes its stdin (it leaves the cluster and exits) and waits for a clean exit.
-  void finish() {
-    ::close(in_);
-    in_ = -1;
-    const std::string how = wait();
-    if (how != "exited with status 0") fail(id_, "node A " + how);
-  }
-
- private:
-  std::string wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
-      if (errno != EINTR) return std::string("waitpid: ") + std::strerror(errno);
-    }
-    pid_ = -1;
-    if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-    return "exited with status " + std::to_string(WEXITSTATUS(status));
-  }
-
-  std::string id_;
-  pid_t pid_ = -1;
-  int out_ = -1;
-  int in_ = -1;
-  std::string buffer_;
+      : ChildProcess(id, "node A",
+                     {"swarm-bench", std::string(id), "--cluster-child", prefix, "--runtime", std::string(runtime),
+                      "--nats", p.nats_urls, "--scale", std::to_string(p.scale), "--workers",
+                      std::to_string(p.workers), "--send-asap", send_asap_for(id, p) ? "on" : "off", "--telemetry",
+                      p.telemetry ? "on" : "off"},
+                     true) {}
+  json result() { return ChildProcess::result(kDeadline); }
 };
 
 // Node A's side: until B closes our stdin.
@@ -538,17 +407,6 @@ class C2Echo : public Agent {
  private:
   Countdown& ready_;
 };
-
-double to_us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-// Median and p99 (nearest rank) of `us`, sorted in place.
-std::pair<double, double> median_p99(std::vector<double>& us) {
-  if (us.empty()) return {0, 0};
-  Stats st = compute_stats(us);
-  std::sort(us.begin(), us.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(us.size())));
-  return {st.median, us[std::min(us.size(), std::max<std::size_t>(rank, 1)) - 1]};
-}
 
 // Times `n` calls of `round_trip` after kC2Warmup unmeasured ones and prints
 // the result line (G2's, gateway_workloads.cpp).

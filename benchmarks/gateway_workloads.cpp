@@ -16,11 +16,6 @@
 //      raw:   the same MSG frames PUB -> 100 SUB sockets in one process.
 // Clocks: steady_clock is CLOCK_MONOTONIC, one clock for both processes.
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,22 +35,19 @@
 #include <zmq.hpp>
 
 #include "benchmarks/bench_driver.hpp"
+#include "benchmarks/workload_support.hpp"
 #include "benchmarks/workloads.hpp"
 #include "runtime/runtime.hpp"
 #include "transport/client.hpp"
 #include "transport/gateway.hpp"
 
-extern char** environ;
-
 namespace swarm::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using namespace std::chrono_literals;
 namespace tr = swarm::transport;
 
-constexpr std::size_t kPayloadBytes = 64;
 constexpr std::string_view kOctets = "application/octet-stream";
 constexpr std::string_view kG1Topic = "g1.data";
 constexpr std::string_view kG1Barrier = "g1-barrier";  // a name nobody holds: answered dead_agent at once
@@ -70,20 +62,6 @@ std::uint64_t g1_messages(const WorkloadParams& p) { return p.scale != 0 ? p.sca
 std::uint64_t g2_requests(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 100'000; }
 std::uint64_t g3_messages(const WorkloadParams& p) { return p.scale != 0 ? p.scale : 10'000; }
 
-std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count(); }
-
-[[noreturn]] void fail(std::string_view id, const std::string& what) {
-  throw std::runtime_error(std::string(id) + ": " + what);
-}
-
-RuntimeConfig config_for(const WorkloadParams& p) {
-  RuntimeConfig c;
-  if (p.workers != 0) c.workers = p.workers;
-  if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
-  c.telemetry.enabled = p.telemetry;
-  return c;
-}
-
 tr::GatewayConfig gateway_config() {
   tr::GatewayConfig g;
   g.bind = "tcp://127.0.0.1:*";
@@ -97,111 +75,18 @@ tr::ClientOptions client_options(const std::string& endpoint, std::string name) 
   return o;
 }
 
-const std::string& payload_bytes() {
-  static const std::string bytes = [] {
-    std::string b(kPayloadBytes, '\0');
-    for (std::size_t i = 0; i < b.size(); ++i) b[i] = static_cast<char>(i * 7 + 1);
-    return b;
-  }();
-  return bytes;
-}
-
 // -- the client process, seen from the measured one ---
 
 // This executable again, as `swarm-bench ID --gateway-client ENDPOINT
-// --runtime R --scale N`, its stdout on a pipe. Killed if still running when
-// destroyed (an error path).
-class ClientProcess {
+// --runtime R --scale N`.
+class ClientProcess : public ChildProcess {
  public:
   ClientProcess(std::string_view id, std::string_view runtime, const std::string& endpoint, const WorkloadParams& p)
-      : id_(id) {
-    std::vector<std::string> args = {"swarm-bench", std::string(id), "--gateway-client", endpoint,
-                                     "--runtime",   std::string(runtime), "--scale", std::to_string(p.scale)};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int ends[2];
-    if (::pipe2(ends, O_CLOEXEC) != 0) fail(id_, std::string("pipe: ") + std::strerror(errno));
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, ends[1], STDOUT_FILENO);
-    const int err = ::posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(ends[1]);
-    fd_ = ends[0];
-    if (err != 0) {
-      ::close(fd_);
-      pid_ = -1;
-      fail(id_, std::string("cannot start the client process: ") + std::strerror(err));
-    }
-  }
-  ~ClientProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      (void)::waitpid(pid_, &status, 0);
-    }
-    if (fd_ >= 0) ::close(fd_);
-  }
-  ClientProcess(const ClientProcess&) = delete;
-  ClientProcess& operator=(const ClientProcess&) = delete;
-
-  // The next line it prints, or nullopt once `deadline` passed. Throws if it
-  // exits first.
-  std::optional<std::string> read_line(Clock::time_point deadline) {
-    for (;;) {
-      if (auto nl = buffer_.find('\n'); nl != std::string::npos) {
-        std::string line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        return line;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() < 0) return std::nullopt;
-      pollfd item{fd_, POLLIN, 0};
-      const int ready = ::poll(&item, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
-      if (ready < 0 && errno != EINTR) fail(id_, std::string("poll: ") + std::strerror(errno));
-      if (ready <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::read(fd_, buf, sizeof buf);
-      if (n > 0) {
-        buffer_.append(buf, static_cast<std::size_t>(n));
-      } else if (n == 0) {
-        fail(id_, "the client process " + wait() + " before it printed its result");
-      } else if (errno != EINTR) {
-        fail(id_, std::string("read: ") + std::strerror(errno));
-      }
-    }
-  }
-  // The JSON line it prints last; throws on a deadline or a bad line.
-  json result() {
-    auto line = read_line(Clock::now() + kDeadline);
-    if (!line) fail(id_, "no result from the client process in time");
-    json j = json::parse(*line, nullptr, false);
-    if (!j.is_object()) fail(id_, "the client process printed \"" + *line + "\", not a JSON object");
-    if (j.contains("error")) fail(id_, "client process: " + j["error"].get<std::string>());
-    return j;
-  }
-  // Waits for it to exit; "exited with status N" / "was killed by signal N".
-  std::string wait() {
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0) {
-      if (errno != EINTR) return std::string("waitpid: ") + std::strerror(errno);
-    }
-    pid_ = -1;
-    if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-    return "exited with status " + std::to_string(WEXITSTATUS(status));
-  }
-  // Waits for a clean exit.
-  void finish() {
-    const std::string how = wait();
-    if (how != "exited with status 0") fail(id_, "the client process " + how);
-  }
-
- private:
-  std::string id_;
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  std::string buffer_;
+      : ChildProcess(id, "the client process",
+                     {"swarm-bench", std::string(id), "--gateway-client", endpoint, "--runtime", std::string(runtime),
+                      "--scale", std::to_string(p.scale)},
+                     false) {}
+  json result() { return ChildProcess::result(kDeadline); }
 };
 
 // Receives one multipart message into `parts` (grown as needed; `count`
@@ -226,17 +111,6 @@ void send_parts(zmq::socket_t& s, const tr::Frames& frames) {
   for (std::size_t i = 0; i < frames.size(); ++i) {
     (void)s.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
   }
-}
-
-double to_us(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
-
-// Median and p99 (nearest rank) of `us`, sorted in place.
-std::pair<double, double> median_p99(std::vector<double>& us) {
-  if (us.empty()) return {0, 0};
-  Stats st = compute_stats(us);
-  std::sort(us.begin(), us.end());
-  const auto rank = static_cast<std::size_t>(std::ceil(0.99 * static_cast<double>(us.size())));
-  return {st.median, us[std::min(us.size(), std::max<std::size_t>(rank, 1)) - 1]};
 }
 
 // -- G1: one client publishes to one subscribed agent ---

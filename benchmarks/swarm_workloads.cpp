@@ -9,23 +9,14 @@
 #include <future>
 #include <vector>
 
+#include "benchmarks/workload_support.hpp"
 #include "benchmarks/workloads.hpp"
 #include "runtime/runtime.hpp"
 
 namespace swarm::bench {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-RuntimeConfig config_for(const WorkloadParams& p) {
-  RuntimeConfig c;
-  if (p.workers != 0) c.workers = p.workers;
-  if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
-  c.telemetry.enabled = p.telemetry;
-  return c;
-}
 
 class Idle : public Agent {
  public:
