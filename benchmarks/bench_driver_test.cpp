@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "cluster/test_nats.hpp"
+#include "tests/support/nats_cluster.hpp"
 
 namespace swarm::bench {
 namespace {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "base/mutex.hpp"
-#include "cluster/test_nats.hpp"
+#include "tests/support/nats_cluster.hpp"
 #include "runtime/test_util.hpp"
 
 namespace swarm::cluster {

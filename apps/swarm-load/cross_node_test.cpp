@@ -1,6 +1,6 @@
 // Cross-node runs (the scenario's `nats`): publishers in the test's process,
 // subscribers in a real second swarm-load process, the two joined through a
-// real nats-server (cluster/test_nats.hpp). They check counts and what the
+// real nats-server (tests/support/nats_cluster.hpp). They check counts and what the
 // results say, never timing.
 
 #include <fcntl.h>
@@ -19,7 +19,7 @@
 #include "apps/swarm-load/driver.hpp"
 #include "apps/swarm-load/node_link.hpp"
 #include "apps/swarm-load/report.hpp"
-#include "cluster/test_nats.hpp"
+#include "tests/support/nats_cluster.hpp"
 #include "runtime/runtime.hpp"
 
 namespace swarm::load {

@@ -17,8 +17,6 @@
 // Failures throw std::runtime_error with the server log's tail.
 // Owner-only: use one PostgresServer from one thread at a time.
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,8 +31,8 @@
 #include <vector>
 
 #include "tests/support/free_port.hpp"
+#include "tests/support/spawn.hpp"
 
-extern char** environ;
 
 namespace swarm::test {
 
@@ -153,17 +151,12 @@ class PostgresServer {
 
   // Runs a command with stdout/stderr to `out` (or /dev/null); returns its exit code.
   static int run(const std::vector<std::string>& args, const std::filesystem::path& out = "/dev/null") {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     pid_t pid = 0;
-    const int rc = posix_spawnp(&pid, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) return -1;
+    try {
+      pid = spawn_process(args, out, Output::truncate);
+    } catch (const std::runtime_error&) {
+      return -1;
+    }
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }

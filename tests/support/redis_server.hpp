@@ -18,10 +18,8 @@
 // Failures throw std::runtime_error with the server log's tail.
 // Owner-only: use one RedisServer from one thread at a time.
 
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,8 +37,8 @@
 #include <vector>
 
 #include "tests/support/free_port.hpp"
+#include "tests/support/spawn.hpp"
 
-extern char** environ;
 
 namespace swarm::test {
 
@@ -86,18 +84,10 @@ class RedisServer {
     } else {
       args.insert(args.end(), {"--appendonly", "no"});
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    const int rc = posix_spawnp(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      pid_ = -1;
-      throw std::runtime_error("redis_server: cannot run redis-server: " + std::string(std::strerror(rc)));
+    try {
+      pid_ = spawn_process(args, "/dev/null", Output::truncate);
+    } catch (const std::runtime_error& e) {
+      throw std::runtime_error(std::string("redis_server: ") + e.what());
     }
     std::ofstream(dir_ / "server.pid") << pid_;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

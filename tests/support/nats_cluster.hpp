@@ -4,12 +4,8 @@
 // ports), stopped by the destructor. Throws std::runtime_error naming what
 // failed (e.g. nats-server is not installed).
 
-#include <fcntl.h>
 #include <nats/nats.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,40 +16,10 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "tests/support/free_port.hpp"
+#include "tests/support/spawn.hpp"
 
 namespace swarm::test {
-
-/// A TCP port free on 127.0.0.1 now.
-inline int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("free_port: no port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-/// Spawns argv with stdout and stderr appended to `log`; returns the pid.
-inline pid_t spawn_process(const std::vector<std::string>& argv, const std::string& log) {
-  std::vector<char*> args;
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
-  return pid;
-}
 
 class NatsCluster {
  public:
@@ -118,7 +84,7 @@ class NatsCluster {
         argv.push_back(a);
       }
     }
-    servers_[i].pid = spawn_process(argv, (dir_ / (name + ".log")).string());
+    servers_[i].pid = spawn_process(argv, dir_ / (name + ".log"));
   }
 
   static void stop(pid_t& pid, int sig) {
