@@ -634,27 +634,40 @@ metrics::HistogramSnapshot to_metrics(const LatencyHistogram& h) {
   return out;
 }
 
+// A run's runtime with `workers` workers (mailboxes, telemetry and storage as
+// the scenario says) and its agents' shared context.
+Result<RuntimeConfig> runtime_config(const Scenario& s, unsigned workers) {
+  RuntimeConfig cfg;
+  cfg.workers = workers;
+  cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
+  cfg.telemetry.enabled = s.telemetry;
+  // Handlers that burn CPU on purpose are not stuck.
+  if (s.work_ns >= 100'000'000) cfg.telemetry.slow_handler_threshold = 0ms;
+  if (auto ok = configure_storage(s, cfg); !ok) return unexpected(ok.error());
+  return cfg;
+}
+
+std::unique_ptr<Context> context_for(const Scenario& s) {
+  auto ctx = std::make_unique<Context>();
+  ctx->work_ns = s.work_ns;
+  ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
+  ctx->persist = s.storage != StorageKind::none;
+  return ctx;
+}
+
 }  // namespace
 
 Result<RunResult> run_scenario(const Scenario& s, const RunOptions& options) {
   static const std::atomic<bool> kNever{false};
   const std::atomic<bool>& stop = options.stop != nullptr ? *options.stop : kNever;
 
-  RuntimeConfig cfg;
   // By default each generator keeps a core of its own (see the split below).
   const auto cores = static_cast<unsigned>(allowed_cpus().size());
-  cfg.workers = s.workers != 0 ? s.workers : cores > s.generators ? cores - s.generators : 1u;
-  cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
-  cfg.telemetry.enabled = s.telemetry;
+  auto configured = runtime_config(s, s.workers != 0 ? s.workers : cores > s.generators ? cores - s.generators : 1u);
+  if (!configured) return unexpected(configured.error());
+  RuntimeConfig cfg = std::move(*configured);
   cfg.telemetry.admin = s.admin;
-  // Handlers that burn CPU on purpose are not stuck.
-  if (s.work_ns >= 100'000'000) cfg.telemetry.slow_handler_threshold = 0ms;
-  if (auto ok = configure_storage(s, cfg); !ok) return unexpected(ok.error());
-
-  auto ctx = std::make_unique<Context>();
-  ctx->work_ns = s.work_ns;
-  ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
-  ctx->persist = s.storage != StorageKind::none;
+  auto ctx = context_for(s);
 
   // With the default worker count, the cores are split for real: a generator
   // waits for send times on the clock, so a worker sharing its core would be
@@ -1066,20 +1079,13 @@ int run_subscriber_node(const Scenario& s, int fd) {
     (void)say({{"error", why}});
     return 1;
   };
-  RuntimeConfig cfg;
   const auto cores = static_cast<unsigned>(std::max<std::size_t>(1, allowed_cpus().size()));  // the run's runtime mask
-  cfg.workers = s.workers != 0 ? s.workers : cores;
-  cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
-  cfg.telemetry.enabled = s.telemetry;
-  if (s.work_ns >= 100'000'000) cfg.telemetry.slow_handler_threshold = 0ms;
-  if (auto ok = configure_storage(s, cfg); !ok) return fail(ok.error());
-  auto ctx = std::make_unique<Context>();
-  ctx->work_ns = s.work_ns;
-  ctx->request_timeout = std::chrono::nanoseconds(static_cast<std::int64_t>(s.request_timeout * 1e9));
-  ctx->persist = s.storage != StorageKind::none;
+  auto cfg = runtime_config(s, s.workers != 0 ? s.workers : cores);
+  if (!cfg) return fail(cfg.error());
+  auto ctx = context_for(s);
   std::unique_ptr<Runtime> rt;
   try {
-    rt = std::make_unique<Runtime>(cfg);
+    rt = std::make_unique<Runtime>(*cfg);
   } catch (const std::exception& e) {
     return fail(e.what());
   }
