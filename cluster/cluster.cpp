@@ -169,6 +169,7 @@ struct Cluster::Impl {
 
   struct Peer {
     std::atomic<bool> up{false};
+    std::atomic<bool> left{false};  // it said goodbye: its series go away (an alert is for a node that died)
     std::atomic<std::uint64_t> incarnation{0};
     std::atomic<std::int64_t> last_heard{0};
     std::atomic<std::int64_t> rtt_ns{0};
@@ -511,6 +512,7 @@ struct Cluster::Impl {
       p.next_seq = 0;
     }
     p.name = name;
+    p.left.store(false);
     p.incarnation.store(id);
     p.sent.store(0);
     p.sent_bytes.store(0);
@@ -735,6 +737,7 @@ struct Cluster::Impl {
         }
       }
       down_locked(static_cast<std::uint32_t>(slot), false);
+      p.left.store(true);
       return;
     }
     const int slot = peer_for(name, id);
@@ -1169,27 +1172,31 @@ struct Cluster::Impl {
 
   // -- observability ---
 
+  PeerStats peer_stats_of(std::uint32_t i, std::int64_t now) const SWARM_REQUIRES(mu) {
+    const Peer& p = peers[i];
+    PeerStats s;
+    s.node = p.name;
+    s.up = p.up.load();
+    s.left = !s.up && p.left.load();
+    s.sent = p.sent.load();
+    s.sent_bytes = p.sent_bytes.load();
+    s.acknowledged = p.acked.load();
+    s.received = p.received.load();
+    s.received_bytes = p.received_bytes.load();
+    s.lost_in_transit = p.lost_in_transit.load();
+    s.lost_node_down = p.lost_node_down.load();
+    s.interest = static_cast<std::uint32_t>(p.interest.size());
+    s.rtt_ms = static_cast<double>(p.rtt_ns.load()) / 1e6;
+    s.silent_ms = static_cast<double>(now - p.last_heard.load()) / 1e6;
+    return s;
+  }
+
   std::vector<PeerStats> peer_stats() const {
     std::vector<PeerStats> out;
     const std::int64_t now = now_ns();
     MutexLock lock(mu);
     for (std::uint32_t i = 0; i < peer_slots.load(); ++i) {
-      const Peer& p = peers[i];
-      if (p.name.empty()) continue;
-      PeerStats s;
-      s.node = p.name;
-      s.up = p.up.load();
-      s.sent = p.sent.load();
-      s.sent_bytes = p.sent_bytes.load();
-      s.acknowledged = p.acked.load();
-      s.received = p.received.load();
-      s.received_bytes = p.received_bytes.load();
-      s.lost_in_transit = p.lost_in_transit.load();
-      s.lost_node_down = p.lost_node_down.load();
-      s.interest = static_cast<std::uint32_t>(p.interest.size());
-      s.rtt_ms = static_cast<double>(p.rtt_ns.load()) / 1e6;
-      s.silent_ms = static_cast<double>(now - p.last_heard.load()) / 1e6;
-      out.push_back(std::move(s));
+      if (!peers[i].name.empty()) out.push_back(peer_stats_of(i, now));
     }
     return out;
   }
@@ -1221,11 +1228,14 @@ struct Cluster::Impl {
     std::uint32_t up = 0;
     for (const PeerStats& p : s.peers) up += p.up ? 1 : 0;
     c.gauge("swarm_cluster_nodes", "Peer nodes up", {}, up);
+    c.gauge("swarm_cluster_max_in_flight", "Unacknowledged messages allowed per peer before backlog_full", {},
+            static_cast<double>(cfg.max_in_flight));
     for (int i = 0; i < kRemoteDropReasons; ++i) {
       c.counter("swarm_cluster_dropped_total", "Messages between nodes dropped, by reason",
                 {{"reason", std::string(to_string(static_cast<RemoteDrop>(i)))}}, static_cast<double>(s.dropped[i]));
     }
     for (const PeerStats& p : s.peers) {
+      if (p.left) continue;  // a clean leave: nothing to watch until it comes back
       c.counter("swarm_cluster_messages_total", "Messages to and from each peer node",
                 {{"peer", p.node}, {"direction", "out"}}, static_cast<double>(p.sent));
       c.counter("swarm_cluster_messages_total", "Messages to and from each peer node",
@@ -1245,19 +1255,21 @@ struct Cluster::Impl {
   std::string debug_json() const {
     const ClusterStats s = stats();
     json peers_json = json::array();
-    for (const PeerStats& p : s.peers) {
-      json interest = json::array();
-      {
-        MutexLock lock(mu);
-        for (std::uint32_t i = 0; i < peer_slots.load(); ++i) {
-          if (peers[i].name != p.node || peers[i].up.load() != p.up) continue;
-          for (const auto& [key, n] : peers[i].interest) interest.push_back({{"pattern", key.first}, {"queue_group", key.second}, {"subscribers", n}});
+    {
+      const std::int64_t now = now_ns();
+      MutexLock lock(mu);
+      for (std::uint32_t i = 0; i < peer_slots.load(); ++i) {
+        if (peers[i].name.empty()) continue;
+        const PeerStats p = peer_stats_of(i, now);
+        json interest = json::array();
+        for (const auto& [key, n] : peers[i].interest) {
+          interest.push_back({{"pattern", key.first}, {"queue_group", key.second}, {"subscribers", n}});
         }
+        peers_json.push_back({{"node", p.node}, {"up", p.up}, {"left", p.left}, {"sent", p.sent},
+                              {"acknowledged", p.acknowledged}, {"received", p.received},
+                              {"lost_in_transit", p.lost_in_transit}, {"lost_node_down", p.lost_node_down},
+                              {"rtt_ms", p.rtt_ms}, {"silent_ms", p.silent_ms}, {"interest", std::move(interest)}});
       }
-      peers_json.push_back({{"node", p.node}, {"up", p.up}, {"sent", p.sent}, {"acknowledged", p.acknowledged},
-                            {"received", p.received}, {"lost_in_transit", p.lost_in_transit},
-                            {"lost_node_down", p.lost_node_down}, {"rtt_ms", p.rtt_ms}, {"silent_ms", p.silent_ms},
-                            {"interest", std::move(interest)}});
     }
     json dropped_json = json::object();
     for (int i = 0; i < kRemoteDropReasons; ++i) dropped_json[std::string(to_string(static_cast<RemoteDrop>(i)))] = s.dropped[i];
@@ -1269,6 +1281,7 @@ struct Cluster::Impl {
                 {"interest_entries", s.interest_entries},
                 {"heartbeat_interval_ms", cfg.heartbeat_interval.count()},
                 {"node_timeout_ms", cfg.node_timeout.count()},
+                {"max_in_flight", cfg.max_in_flight},
                 {"dropped", dropped_json},
                 {"peers", peers_json}}
         .dump(2);

@@ -73,6 +73,7 @@ struct ClusterConfig {
 struct PeerStats {
   std::string node;
   bool up = false;
+  bool left = false;                 // down because it said goodbye (a clean leave), not silent
   std::uint64_t sent = 0;            // messages handed to NATS for it
   std::uint64_t sent_bytes = 0;
   std::uint64_t acknowledged = 0;    // of those, confirmed received (or counted lost on the way) by it

@@ -4,6 +4,7 @@
 // stopped, a NATS server SIGKILLed, a duplicate node name.
 
 #include "cluster/cluster.hpp"
+#include "metrics/registry.hpp"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -235,6 +236,11 @@ TEST_F(ClusterTest, NamesResolveFromEveryNodeAndAreReleased) {
   EXPECT_EQ(c->send(on_c, Payload(std::string("late"))), SendResult::unreachable);
   EXPECT_EQ(c->stats().refused[static_cast<int>(RefuseReason::unreachable)], 1u);
   EXPECT_FALSE(c->whereis("echo-b").valid());
+  // A clean leave is not an outage: its per-peer series go, so no alert waits on it.
+  EXPECT_TRUE(c.peer("a").left);
+  const std::string scraped = c->metrics().render();
+  EXPECT_EQ(scraped.find("peer=\"a\""), std::string::npos) << scraped;
+  EXPECT_NE(scraped.find("swarm_cluster_peer_up{peer=\"b\"} 1"), std::string::npos) << scraped;
 }
 
 TEST_F(ClusterTest, InterestIsWithdrawnWhenTheLastSubscriberExits) {
@@ -335,6 +341,13 @@ TEST_F(ClusterTest, ANodeKilledMidRunIsDetectedAndEveryMessageIsDeliveredOrCount
   EXPECT_EQ(published, pd.sent + refused_here + no_subscriber) << "every publish: sent, or counted here";
   EXPECT_GT(pd.sent, 0u);
   EXPECT_GE(no_subscriber, 1000u);
+
+  // A node that died stays visible at 0 (what SwarmClusterPeerDown fires on).
+  EXPECT_FALSE(pd.left);
+  const std::string scraped = a->metrics().render();
+  EXPECT_NE(scraped.find("swarm_cluster_peer_up{peer=\"d\"} 0"), std::string::npos) << scraped;
+  EXPECT_NE(scraped.find("swarm_cluster_max_in_flight " + std::to_string(a.cluster->config().max_in_flight)),
+            std::string::npos) << scraped;
 
   // The others keep running.
   ASSERT_TRUE(eventually([&] { return a.receivers("after.kill") == 1; }));

@@ -224,9 +224,10 @@ def overview() -> Board:
             (f"min by (peer) (swarm_cluster_peer_up{SEL})", "{{peer}} up"),
             note="Each node counts the others; a peer is up when every node shown sees it up.")
     b.graph("Utilization: connected to NATS", "short", (f"swarm_cluster_connected_servers{SEL}", "{{instance}}"))
-    b.graph("Saturation: in flight by peer (limit: max_in_flight)", "short",
-            (f"swarm_cluster_in_flight{SEL}", "{{instance}} to {{peer}}"),
-            note="Per pair of nodes; at max_in_flight (65,536 by default) messages for that peer are dropped as backlog_full.")
+    b.graph("Saturation: in flight by peer, share of max_in_flight", "percentunit",
+            (f"swarm_cluster_in_flight{SEL} / on(job, instance) group_left swarm_cluster_max_in_flight{SEL}",
+             "{{instance}} to {{peer}}"),
+            note="Per pair of nodes; at 100% messages for that peer are dropped as backlog_full.")
     b.graph("Utilization: messages /s by peer and direction", "ops",
             (f"sum by (peer, direction) (rate(swarm_cluster_messages_total{SEL}[{RATE}]))", "{{peer}} {{direction}}"))
     b.graph("Utilization: bytes /s by peer and direction", "Bps",
