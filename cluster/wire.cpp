@@ -5,11 +5,12 @@
 namespace swarm::cluster::wire {
 namespace {
 
+// Writes v little-endian at p and moves p past it (byte shifts: the compiler
+// turns them into one store).
 template <class T>
-void put(std::string& out, T v) {
-  char b[sizeof(T)];
-  for (std::size_t i = 0; i < sizeof(T); ++i) b[i] = static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff);
-  out.append(b, sizeof(T));
+void put(char*& p, T v) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * i)) & 0xff);
+  p += sizeof(T);
 }
 
 template <class T>
@@ -23,27 +24,30 @@ T get(const char*& p) {
 }  // namespace
 
 void encode(const Frame& f, std::string& out) {
-  out.reserve(out.size() + kHeaderBytes + f.topic.size() + f.group.size() + f.payload.size());
-  put<std::uint8_t>(out, kMagic);
-  put<std::uint8_t>(out, kVersion);
-  put<std::uint8_t>(out, static_cast<std::uint8_t>(f.type));
-  put<std::uint8_t>(out, f.partial ? 1 : 0);
-  put<std::uint8_t>(out, f.status);
-  put<std::uint8_t>(out, f.content);
-  put<std::uint16_t>(out, static_cast<std::uint16_t>(f.topic.size()));
-  put<std::uint16_t>(out, static_cast<std::uint16_t>(f.group.size()));
-  put<std::uint32_t>(out, f.kind);
-  put<std::uint32_t>(out, f.sender.node);
-  put<std::uint32_t>(out, f.to.node);
-  put<std::uint64_t>(out, f.origin);
-  put<std::uint64_t>(out, f.seq);
-  put<std::uint64_t>(out, f.sender.bits);
-  put<std::uint64_t>(out, f.to.bits);
-  put<std::uint64_t>(out, f.correlation_id);
-  put<std::uint64_t>(out, f.ttl_ns);
-  out.append(f.topic);
-  out.append(f.group);
-  out.append(f.payload);
+  const std::size_t start = out.size();
+  out.resize(start + kHeaderBytes + f.topic.size() + f.group.size() + f.payload.size());
+  char* p = out.data() + start;
+  put<std::uint8_t>(p, kMagic);
+  put<std::uint8_t>(p, kVersion);
+  put<std::uint8_t>(p, static_cast<std::uint8_t>(f.type));
+  put<std::uint8_t>(p, f.partial ? 1 : 0);
+  put<std::uint8_t>(p, f.status);
+  put<std::uint8_t>(p, f.content);
+  put<std::uint16_t>(p, static_cast<std::uint16_t>(f.topic.size()));
+  put<std::uint16_t>(p, static_cast<std::uint16_t>(f.group.size()));
+  put<std::uint32_t>(p, f.kind);
+  put<std::uint32_t>(p, f.sender.node);
+  put<std::uint32_t>(p, f.to.node);
+  put<std::uint64_t>(p, f.origin);
+  put<std::uint64_t>(p, f.seq);
+  put<std::uint64_t>(p, f.sender.bits);
+  put<std::uint64_t>(p, f.to.bits);
+  put<std::uint64_t>(p, f.correlation_id);
+  put<std::uint64_t>(p, f.ttl_ns);
+  for (std::string_view part : {f.topic, f.group, f.payload}) {
+    if (!part.empty()) std::memcpy(p, part.data(), part.size());
+    p += part.size();
+  }
 }
 
 Result<Frame> decode(std::string_view bytes) {
