@@ -41,6 +41,7 @@ constexpr std::uint32_t kMaxWeight = 16;  // subscriptions standing for one node
 constexpr std::uint32_t kMaxGroups = 1 << 16;
 constexpr auto kTick = std::chrono::milliseconds(10);  // local interest is polled this often
 constexpr std::uint64_t kAckEvery = 1024;             // frames between acknowledgements, besides each heartbeat
+constexpr std::size_t kBatchBytes = 64 << 10;         // coalesced frames for one peer (send_asap off) per NATS message
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
@@ -178,6 +179,8 @@ struct Cluster::Impl {
     Mutex send_mu;
     std::string subject SWARM_GUARDED_BY(send_mu);
     std::uint64_t next_seq SWARM_GUARDED_BY(send_mu) = 0;  // frames sent
+    std::string batch SWARM_GUARDED_BY(send_mu);            // send_asap off: frames not yet handed to NATS
+    std::uint64_t batch_frames SWARM_GUARDED_BY(send_mu) = 0;
     std::atomic<std::uint64_t> sent{0};
     std::atomic<std::uint64_t> sent_bytes{0};
     std::atomic<std::uint64_t> acked{0};  // highest seq it acknowledged
@@ -276,6 +279,12 @@ struct Cluster::Impl {
   bool closed = false;  // libnats ran its closed callback: no callback of this connection runs after it
   std::thread ticker;
   std::thread watcher;
+  // send_asap off: the flusher hands each peer's coalesced frames to NATS.
+  std::thread flusher;
+  std::mutex flush_mu;
+  std::condition_variable flush_cv;
+  bool flush_wanted = false;
+  bool flush_stop = false;
   std::uint64_t metrics_callback = 0;
 
   Impl(Runtime& runtime, ClusterConfig config)
@@ -389,6 +398,7 @@ struct Cluster::Impl {
     rt.set_name_directory(&directory);
     watcher = std::thread([this] { watch_names(); });
     ticker = std::thread([this] { tick_loop(); });
+    if (!cfg.send_asap) flusher = std::thread([this] { flush_loop(); });
     joined = true;
     send_control("hello", {});
     metrics_callback = rt.metrics().add_callback([this](metrics::Collector& c) { publish_metrics(c); });
@@ -421,6 +431,15 @@ struct Cluster::Impl {
     }
     stop_cv.notify_all();
     if (ticker.joinable()) ticker.join();
+    if (flusher.joinable()) {
+      {
+        std::lock_guard lock(flush_mu);
+        flush_stop = true;
+      }
+      flush_cv.notify_all();
+      flusher.join();
+    }
+    flush_all();  // what is coalesced goes before the goodbye
     if (names_watch != nullptr) kvWatcher_Stop(names_watch);
     if (watcher.joinable()) watcher.join();
     if (metrics_callback != 0) rt.metrics().remove_callback(metrics_callback);
@@ -855,6 +874,7 @@ struct Cluster::Impl {
     f.origin = incarnation;
     f.content = static_cast<std::uint8_t>(payload.content_type());
     f.payload = payload.content_type() == ContentType::value ? std::string_view{} : payload.text();
+    const std::size_t size = wire::kHeaderBytes + f.topic.size() + f.group.size() + f.payload.size();
     try {
       MutexLock lock(p.send_mu);
       const std::uint64_t acked = p.acked.load(std::memory_order_acquire);
@@ -862,20 +882,77 @@ struct Cluster::Impl {
         count(RemoteDrop::backlog_full);
         return SendResult::mailbox_full;
       }
-      f.seq = p.next_seq + 1;
-      buf.clear();
-      wire::encode(f, buf);
-      if (natsConnection_Publish(nc, p.subject.c_str(), buf.data(), static_cast<int>(buf.size())) != NATS_OK) {
-        count(RemoteDrop::disconnected);
-        return SendResult::mailbox_full;
+      if (cfg.send_asap) {
+        f.seq = p.next_seq + 1;
+        buf.clear();
+        wire::encode(f, buf);
+        if (natsConnection_Publish(nc, p.subject.c_str(), buf.data(), static_cast<int>(buf.size())) != NATS_OK) {
+          count(RemoteDrop::disconnected);
+          return SendResult::mailbox_full;
+        }
+      } else {
+        if (p.batch.size() + size > kBatchBytes) flush_locked(p);  // a batch stays under the limit, or is one frame
+        f.seq = p.next_seq + 1;
+        const bool first = p.batch.empty();
+        wire::encode(f, p.batch);
+        ++p.batch_frames;
+        if (p.batch.size() >= kBatchBytes) {
+          flush_locked(p);
+        } else if (first) {
+          {
+            std::lock_guard wake(flush_mu);
+            flush_wanted = true;
+          }
+          flush_cv.notify_one();
+        }
       }
       p.next_seq = f.seq;
+      p.sent.fetch_add(1, std::memory_order_relaxed);
+      p.sent_bytes.fetch_add(size, std::memory_order_relaxed);
     } catch (...) {  // out of memory: refused, not lost silently
       return SendResult::mailbox_full;
     }
-    p.sent.fetch_add(1, std::memory_order_relaxed);
-    p.sent_bytes.fetch_add(buf.size(), std::memory_order_relaxed);
     return SendResult::ok;
+  }
+
+  // Hands p's coalesced frames to NATS as one message. If NATS refuses it (no
+  // connection and the reconnect buffer full) its frames are counted as
+  // disconnected and their sequence numbers given back: the peer sees no gap.
+  void flush_locked(Peer& p) SWARM_REQUIRES(p.send_mu) {
+    if (p.batch.empty()) return;
+    if (natsConnection_Publish(nc, p.subject.c_str(), p.batch.data(), static_cast<int>(p.batch.size())) != NATS_OK) {
+      count(RemoteDrop::disconnected, p.batch_frames);
+      p.next_seq -= p.batch_frames;
+      p.sent.fetch_sub(p.batch_frames, std::memory_order_relaxed);
+      p.sent_bytes.fetch_sub(p.batch.size(), std::memory_order_relaxed);
+    }
+    p.batch_frames = 0;
+    if (p.batch.capacity() > 4 * kBatchBytes) {
+      std::string().swap(p.batch);  // one large frame passed: do not keep its buffer
+    } else {
+      p.batch.clear();
+    }
+  }
+
+  void flush_all() {
+    for (std::uint32_t i = 0; i < peer_slots.load(std::memory_order_acquire); ++i) {
+      MutexLock lock(peers[i].send_mu);
+      flush_locked(peers[i]);
+    }
+  }
+
+  // Woken by the first frame coalesced for a peer; while it hands batches to
+  // NATS, the next ones fill: the busier the link, the larger the batches.
+  void flush_loop() {
+    std::unique_lock lock(flush_mu);
+    for (;;) {
+      flush_cv.wait(lock, [&] { return flush_wanted || flush_stop; });
+      if (flush_stop) return;
+      flush_wanted = false;
+      lock.unlock();
+      flush_all();
+      lock.lock();
+    }
   }
 
   void send_ack(std::uint32_t slot, std::uint64_t seq) {
@@ -898,67 +975,75 @@ struct Cluster::Impl {
     natsMsg_Destroy(msg);
   }
 
+  // A NATS message: one frame, or several a peer coalesced.
   void receive(std::string_view bytes) {
-    auto f = wire::decode(bytes);
-    if (!f) {
-      if (malformed.fetch_add(1) == 0) std::fprintf(stderr, "cluster %s: %s\n", cfg.node.c_str(), f.error().c_str());
-      return;
+    while (!bytes.empty()) {
+      const std::size_t before = bytes.size();
+      auto f = wire::decode(bytes);
+      if (!f) {
+        if (malformed.fetch_add(1) == 0) std::fprintf(stderr, "cluster %s: %s\n", cfg.node.c_str(), f.error().c_str());
+        return;
+      }
+      receive_frame(*f, before - bytes.size());
     }
-    const int found = slot_of(f->origin);
+  }
+
+  void receive_frame(const wire::Frame& f, std::size_t frame_bytes) {
+    const int found = slot_of(f.origin);
     if (found < 0) {
-      if (f->type != wire::Type::ack) count(RemoteDrop::unknown_node);
+      if (f.type != wire::Type::ack) count(RemoteDrop::unknown_node);
       return;
     }
     const auto slot = static_cast<std::uint32_t>(found);
     Peer& p = peers[slot];
     p.last_heard.store(now_ns(), std::memory_order_relaxed);
-    if (f->type == wire::Type::ack) {
+    if (f.type == wire::Type::ack) {
       std::uint64_t old = p.acked.load();
-      while (f->seq > old && !p.acked.compare_exchange_weak(old, f->seq)) {
+      while (f.seq > old && !p.acked.compare_exchange_weak(old, f.seq)) {
       }
       return;
     }
-    if (p.expected == 0) p.expected = f->seq;
-    if (f->seq >= p.expected) {
-      if (f->seq > p.expected) {
-        p.lost_in_transit.fetch_add(f->seq - p.expected);
-        count(RemoteDrop::lost_in_transit, f->seq - p.expected);
+    if (p.expected == 0) p.expected = f.seq;
+    if (f.seq >= p.expected) {
+      if (f.seq > p.expected) {
+        p.lost_in_transit.fetch_add(f.seq - p.expected);
+        count(RemoteDrop::lost_in_transit, f.seq - p.expected);
       }
-      p.expected = f->seq + 1;
-      p.seen.store(f->seq, std::memory_order_release);
+      p.expected = f.seq + 1;
+      p.seen.store(f.seq, std::memory_order_release);
     }
     p.received.fetch_add(1, std::memory_order_relaxed);
-    p.received_bytes.fetch_add(bytes.size(), std::memory_order_relaxed);
-    if (f->seq % kAckEvery == 0) send_ack(slot, f->seq);
+    p.received_bytes.fetch_add(frame_bytes, std::memory_order_relaxed);
+    if (f.seq % kAckEvery == 0) send_ack(slot, f.seq);
 
-    if (f->content >= kContentTypeCount || f->content == static_cast<std::uint8_t>(ContentType::value)) {
+    if (f.content >= kContentTypeCount || f.content == static_cast<std::uint8_t>(ContentType::value)) {
       malformed.fetch_add(1);
       return;
     }
-    Payload payload(std::as_bytes(std::span(f->payload.data(), f->payload.size())), static_cast<ContentType>(f->content));
-    const AgentRef sender = local_ref(slot, f->sender);
-    ForwardOptions o{sender, f->correlation_id, {f->kind, std::chrono::nanoseconds(f->ttl_ns)}};
-    switch (f->type) {
+    Payload payload(std::as_bytes(std::span(f.payload.data(), f.payload.size())), static_cast<ContentType>(f.content));
+    const AgentRef sender = local_ref(slot, f.sender);
+    ForwardOptions o{sender, f.correlation_id, {f.kind, std::chrono::nanoseconds(f.ttl_ns)}};
+    switch (f.type) {
       case wire::Type::publish: {
-        auto topic = rt.router().intern(f->topic);
+        auto topic = rt.router().intern(f.topic);
         if (!topic) {
           malformed.fetch_add(1);
           return;
         }
         o.relayed_by = &relay;
-        o.relay_group = f->group;
+        o.relay_group = f.group;
         const router::PublishResult r = rt.forward_publish(*topic, payload, o);
-        if (f->correlation_id != 0 && r.delivered == 0) answer(slot, f->sender, f->correlation_id, AskStatus::no_responder);
+        if (f.correlation_id != 0 && r.delivered == 0) answer(slot, f.sender, f.correlation_id, AskStatus::no_responder);
         break;
       }
       case wire::Type::send: {
-        const SendResult r = rt.forward(AgentRef::from_bits(f->to.bits, f->to.node), std::move(payload), o);
-        if (f->correlation_id != 0 && r != SendResult::ok) answer(slot, f->sender, f->correlation_id, status_of(r));
+        const SendResult r = rt.forward(AgentRef::from_bits(f.to.bits, f.to.node), std::move(payload), o);
+        if (f.correlation_id != 0 && r != SendResult::ok) answer(slot, f.sender, f.correlation_id, status_of(r));
         break;
       }
       case wire::Type::reply:
-        (void)rt.forward_reply(AgentRef::from_bits(f->to.bits, f->to.node), f->correlation_id,
-                               static_cast<AskStatus>(f->status), f->partial, std::move(payload));
+        (void)rt.forward_reply(AgentRef::from_bits(f.to.bits, f.to.node), f.correlation_id,
+                               static_cast<AskStatus>(f.status), f.partial, std::move(payload));
         break;
       case wire::Type::ack: break;
     }

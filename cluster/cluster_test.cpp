@@ -98,6 +98,7 @@ class ClusterTest : public ::testing::Test {
     c.prefix = prefix_;
     c.heartbeat_interval = 100ms;
     c.node_timeout = 1000ms;
+    c.send_asap = send_asap_;
     return c;
   }
   Node join(const ClusterConfig& c) {
@@ -122,13 +123,24 @@ class ClusterTest : public ::testing::Test {
   }
 
   static test::NatsCluster* nats_;
+  bool send_asap_ = true;
   // Each test its own subjects and buckets: nodes of an earlier test are not seen.
   static inline int tests_ = 0;
   const std::string prefix_ = "t" + std::to_string(::getpid()) + "_" + std::to_string(++tests_);
 };
 test::NatsCluster* ClusterTest::nats_ = nullptr;
 
-TEST_F(ClusterTest, WildcardPublishReachesEveryMatchingSubscriberOnceAndNoOtherNode) {
+std::string send_mode(const ::testing::TestParamInfo<bool>& info) { return info.param ? "asap" : "coalesced"; }
+
+// The tests that count every message run both ways: each frame handed to NATS
+// at once (send_asap), and frames for one peer coalesced by the flusher.
+class ClusterBothWays : public ClusterTest, public ::testing::WithParamInterface<bool> {
+ protected:
+  ClusterBothWays() { send_asap_ = GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(SendAsap, ClusterBothWays, ::testing::Bool(), send_mode);
+
+TEST_P(ClusterBothWays, WildcardPublishReachesEveryMatchingSubscriberOnceAndNoOtherNode) {
   Node a = join("a", 0), b = join("b", 1), c = join("c", 2);
   ASSERT_TRUE(all_up({&a, &b, &c}));
   Inbox on_b, on_c;
@@ -301,7 +313,7 @@ class ChildNode {
   std::string log_;
 };
 
-TEST_F(ClusterTest, ANodeKilledMidRunIsDetectedAndEveryMessageIsDeliveredOrCounted) {
+TEST_P(ClusterBothWays, ANodeKilledMidRunIsDetectedAndEveryMessageIsDeliveredOrCounted) {
   Node a = join("a", 0), b = join("b", 2);
   ChildNode d(*nats_, "d", prefix_, "load.>");
   ASSERT_TRUE(eventually([&] { return a.receivers("load.x") == 1; }, 20s)) << d.log();
@@ -372,11 +384,15 @@ TEST_F(ClusterTest, ANodeThatNeverReadsCannotBlockOrGrowThisOne) {
   EXPECT_LE(a.peer("d").lost_node_down, 1000u);
 }
 
-TEST(ClusterFailover, ANatsServerKilledTrafficResumesAndTheGapIsCounted) {
+class ClusterFailover : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(SendAsap, ClusterFailover, ::testing::Bool(), send_mode);
+
+TEST_P(ClusterFailover, ANatsServerKilledTrafficResumesAndTheGapIsCounted) {
   test::NatsCluster nats(3);
   auto config = [&](const std::string& name, int server) {
     ClusterConfig c;
     c.node = name;
+    c.send_asap = GetParam();
     c.servers = nats.urls_from(server);
     c.heartbeat_interval = 100ms;
     c.node_timeout = 3000ms;

@@ -35,6 +35,7 @@ void encode(const Frame& f, std::string& out) {
   put<std::uint8_t>(p, f.content);
   put<std::uint16_t>(p, static_cast<std::uint16_t>(f.topic.size()));
   put<std::uint16_t>(p, static_cast<std::uint16_t>(f.group.size()));
+  put<std::uint32_t>(p, static_cast<std::uint32_t>(f.payload.size()));
   put<std::uint32_t>(p, f.kind);
   put<std::uint32_t>(p, f.sender.node);
   put<std::uint32_t>(p, f.to.node);
@@ -50,7 +51,7 @@ void encode(const Frame& f, std::string& out) {
   }
 }
 
-Result<Frame> decode(std::string_view bytes) {
+Result<Frame> decode(std::string_view& bytes) {
   if (bytes.size() < kHeaderBytes) {
     return unexpected("cluster frame of " + std::to_string(bytes.size()) + " bytes is shorter than its " +
                       std::to_string(kHeaderBytes) + "-byte header");
@@ -71,6 +72,7 @@ Result<Frame> decode(std::string_view bytes) {
   f.content = get<std::uint8_t>(p);
   const auto topic_len = get<std::uint16_t>(p);
   const auto group_len = get<std::uint16_t>(p);
+  const auto payload_len = get<std::uint32_t>(p);
   f.kind = get<std::uint32_t>(p);
   f.sender.node = get<std::uint32_t>(p);
   f.to.node = get<std::uint32_t>(p);
@@ -81,14 +83,16 @@ Result<Frame> decode(std::string_view bytes) {
   f.correlation_id = get<std::uint64_t>(p);
   f.ttl_ns = get<std::uint64_t>(p);
   const std::size_t rest = bytes.size() - kHeaderBytes;
-  if (std::size_t{topic_len} + group_len > rest) {
-    return unexpected("cluster frame: topic (" + std::to_string(topic_len) + ") and group (" + std::to_string(group_len) +
-                      " bytes) overrun the " + std::to_string(rest) + " bytes after the header");
+  if (std::size_t{topic_len} + group_len + payload_len > rest) {
+    return unexpected("cluster frame: topic (" + std::to_string(topic_len) + "), group (" + std::to_string(group_len) +
+                      ") and payload (" + std::to_string(payload_len) + " bytes) overrun the " + std::to_string(rest) +
+                      " bytes after the header");
   }
   if (f.type == Type::publish && topic_len == 0) return unexpected(std::string("cluster frame: a publish without a topic"));
   f.topic = bytes.substr(kHeaderBytes, topic_len);
   f.group = bytes.substr(kHeaderBytes + topic_len, group_len);
-  f.payload = bytes.substr(kHeaderBytes + topic_len + group_len);
+  f.payload = bytes.substr(kHeaderBytes + topic_len + group_len, payload_len);
+  bytes.remove_prefix(kHeaderBytes + topic_len + group_len + payload_len);
   return f;
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // The frames one node sends another through NATS (docs/cluster.md, "Wire").
-// Binary and fixed-layout, little-endian: a 70-byte header, then the topic,
-// the queue group and the payload. Every frame names its origin (the sending
-// node's incarnation) and carries that sender's sequence number for the
-// receiver, so a frame missing on the way is counted, not silently lost.
+// Binary and fixed-layout, little-endian: a 74-byte header, then the topic,
+// the queue group and the payload. A NATS message carries one frame or
+// several back to back (a node coalescing its frames for one peer). Every
+// frame names its origin (the sending node's incarnation) and carries that
+// sender's sequence number for the receiver, so a frame missing on the way is
+// counted, not silently lost.
 
 #include <cstdint>
 #include <string>
@@ -15,7 +17,7 @@ namespace swarm::cluster::wire {
 
 inline constexpr std::uint8_t kMagic = 'S';
 inline constexpr std::uint8_t kVersion = 1;
-inline constexpr std::size_t kHeaderBytes = 70;
+inline constexpr std::size_t kHeaderBytes = 74;
 
 enum class Type : std::uint8_t {
   publish = 1,  // topic (+ group): the receiver publishes it to its own subscribers
@@ -48,9 +50,11 @@ struct Frame {
   std::string_view payload;
 };
 
-/// Appends the frame to `out`. REQUIRES: topic and group under 64 KiB.
+/// Appends the frame to `out`. REQUIRES: topic and group under 64 KiB,
+/// payload under 4 GiB.
 void encode(const Frame& f, std::string& out);
-/// The frame in `bytes` (its views point into `bytes`), or why it is not one.
-Result<Frame> decode(std::string_view bytes);
+/// The frame at the front of `bytes` (its views point into them), which then
+/// start after it; or why it is not one (the rest is then not trusted).
+Result<Frame> decode(std::string_view& bytes);
 
 }  // namespace swarm::cluster::wire

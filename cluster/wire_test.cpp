@@ -24,8 +24,10 @@ TEST(Wire, RoundTripKeepsEveryField) {
   std::string out;
   encode(f, out);
   EXPECT_EQ(out.size(), kHeaderBytes + 9 + 7 + 9);
-  auto g = decode(out);
+  std::string_view bytes = out;
+  auto g = decode(bytes);
   ASSERT_TRUE(g) << g.error();
+  EXPECT_TRUE(bytes.empty());
   EXPECT_EQ(g->type, f.type);
   EXPECT_EQ(g->partial, f.partial);
   EXPECT_EQ(g->status, f.status);
@@ -44,28 +46,57 @@ TEST(Wire, RoundTripKeepsEveryField) {
   EXPECT_EQ(g->payload, f.payload);
 }
 
+TEST(Wire, FramesBackToBackDecodeOneAfterTheOther) {
+  std::string out;
+  Frame f;
+  f.topic = "a.b";
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    f.seq = seq;
+    f.payload = seq == 2 ? std::string_view{} : std::string_view("x", 1);
+    encode(f, out);
+  }
+  std::string_view bytes = out;
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    auto g = decode(bytes);
+    ASSERT_TRUE(g) << g.error();
+    EXPECT_EQ(g->seq, seq);
+    EXPECT_EQ(g->topic, "a.b");
+    EXPECT_EQ(g->payload.size(), seq == 2 ? 0u : 1u);
+  }
+  EXPECT_TRUE(bytes.empty());
+}
+
+// The error for `bytes` as one frame.
+std::string error_of(std::string_view bytes) {
+  auto f = decode(bytes);
+  return f ? std::string("decoded") : f.error();
+}
+
 TEST(Wire, BadFramesAreNamedNotTrusted) {
   Frame f;
   f.topic = "a.b";
   std::string ok;
   encode(f, ok);
-  EXPECT_NE(decode(ok.substr(0, 10)).error().find("shorter than its 70-byte header"), std::string::npos);
+  EXPECT_NE(error_of(std::string_view(ok).substr(0, 10)).find("shorter than its 74-byte header"), std::string::npos);
   std::string bad = ok;
   bad[0] = 'X';
-  EXPECT_NE(decode(bad).error().find("bad magic"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("bad magic"), std::string::npos);
   bad = ok;
   bad[1] = 9;
-  EXPECT_NE(decode(bad).error().find("version 9"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("version 9"), std::string::npos);
   bad = ok;
   bad[2] = 7;
-  EXPECT_NE(decode(bad).error().find("unknown type 7"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("unknown type 7"), std::string::npos);
   bad = ok;
   bad[6] = 100;  // topic length beyond the frame
-  EXPECT_NE(decode(bad).error().find("overrun"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("overrun"), std::string::npos);
+  bad = ok;
+  bad[10] = 1;  // a payload length beyond the frame
+  EXPECT_NE(error_of(bad).find("payload (1 bytes) overrun"), std::string::npos);
   bad = ok;
   bad[6] = 0;  // a publish needs its topic
   bad.resize(kHeaderBytes);
-  EXPECT_NE(decode(bad).error().find("without a topic"), std::string::npos);
+  EXPECT_NE(error_of(bad).find("without a topic"), std::string::npos);
 }
 
 }  // namespace

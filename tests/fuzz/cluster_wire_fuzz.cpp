@@ -1,8 +1,10 @@
 // libFuzzer target: frames one cluster node sends another through NATS
 // (cluster/wire.hpp). Any node on the same NATS account can send them, so a
 // frame is outside input. Properties checked on every input:
-//  - decode() gives a frame or an error naming what was wrong, never a crash;
-//  - what decodes re-encodes to the same bytes (the codec is its own inverse).
+//  - decode() gives a frame or an error naming what was wrong, never a crash,
+//    frame after frame as a node reads a NATS message;
+//  - the frames that decode re-encode to the bytes they came from (the codec
+//    is its own inverse).
 // Build and run: scripts/fuzz [seconds]
 
 #include <cstddef>
@@ -16,13 +18,16 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace swarm::cluster::wire;
   const std::string_view bytes(reinterpret_cast<const char*>(data), size);
-  auto f = decode(bytes);
-  if (!f) {
-    if (f.error().empty()) std::abort();
-    return 0;
-  }
+  std::string_view rest = bytes;
   std::string again;
-  encode(*f, again);
-  if (again != bytes) std::abort();
+  while (!rest.empty()) {
+    auto f = decode(rest);
+    if (!f) {
+      if (f.error().empty()) std::abort();
+      break;
+    }
+    encode(*f, again);
+  }
+  if (again != bytes.substr(0, bytes.size() - rest.size())) std::abort();
   return 0;
 }
