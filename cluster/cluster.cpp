@@ -529,6 +529,8 @@ struct Cluster::Impl {
       MutexLock send_lock(p.send_mu);
       p.subject = cfg.prefix + ".n." + name;
       p.next_seq = 0;
+      p.batch.clear();
+      p.batch_frames = 0;
     }
     p.name = name;
     p.left.store(false);
@@ -631,8 +633,10 @@ struct Cluster::Impl {
     {
       MutexLock send_lock(p.send_mu);
       const std::uint64_t acked = p.acked.load();
-      lost = p.next_seq > acked ? p.next_seq - acked : 0;
+      lost = p.next_seq > acked ? p.next_seq - acked : 0;  // coalesced frames included: they are never sent now
       p.next_seq = 0;
+      p.batch.clear();
+      p.batch_frames = 0;
     }
     p.lost_node_down.fetch_add(lost);
     count(RemoteDrop::node_down, lost);
