@@ -405,7 +405,8 @@ TEST_P(ClusterFailover, ANatsServerKilledTrafficResumesAndTheGapIsCounted) {
   b.cluster = std::move(Cluster::join(*b.rt, config("b", 1)).value());
   Inbox on_b;
   ASSERT_TRUE(b->subscribe(b->spawn<Collector>(on_b), "r.x"));
-  ASSERT_TRUE(eventually([&] { return a.receivers("r.x") == 1; }, 20s));
+  // b must know a too: frames from a node b has not heard of yet are counted unknown_node, not delivered.
+  ASSERT_TRUE(eventually([&] { return a.receivers("r.x") == 1 && b.peer("a").up; }, 20s));
 
   std::uint64_t published = 0;
   auto publish = [&](int n) {
