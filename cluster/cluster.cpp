@@ -713,7 +713,13 @@ struct Cluster::Impl {
     if (!force) return;
     json list = json::array();
     for (const auto& e : announced) list.push_back({e.pattern, e.queue_group, e.subscribers});
-    send_control("interest", {{"v", interest_version}, {"interest", std::move(list)}});
+    // The nodes that know this one: only they relay to it (to the others it
+    // would be a stranger's frames, dropped as unknown_node).
+    json known = json::array();
+    for (std::uint32_t i = 0; i < peer_slots.load(); ++i) {
+      if (peers[i].up.load()) known.push_back(hex(peers[i].incarnation.load()));
+    }
+    send_control("interest", {{"v", interest_version}, {"interest", std::move(list)}, {"known", std::move(known)}});
   }
 
   // -- control subjects (JSON) ---
@@ -773,20 +779,31 @@ struct Cluster::Impl {
       json pong = {{"t", body.value("t", std::int64_t{0})}, {"node", cfg.node}, {"id", id_hex}};
       const std::string text = pong.dump();
       natsConnection_Publish(nc, (cfg.prefix + ".c.pong." + name).c_str(), text.data(), static_cast<int>(text.size()));
-      const std::uint64_t v = body.value("v", std::uint64_t{0});
-      const std::int64_t now = now_ns();
-      if (v != p.interest_version && now - p.asked_interest > 4 * std::chrono::nanoseconds(cfg.heartbeat_interval).count()) {
-        p.asked_interest = now;  // its interest was lost on the way: ask everyone to repeat theirs
-        republish_hello = true;
-      }
+      if (body.value("v", std::uint64_t{0}) != p.interest_version) ask_again(p);  // its interest was lost on the way
     } else if (what == "interest") {
       const std::uint64_t v = body.value("v", std::uint64_t{0});
       if (v == p.interest_version && !p.interest.empty()) return;
+      // Sent before it heard of this node: its next announcement, which our
+      // hello at join asks for, will name us (a hello again if that was lost).
+      if (const auto known = body.find("known");
+          known != body.end() && known->is_array() && std::find(known->begin(), known->end(), id_hex) == known->end()) {
+        ask_again(p);
+        return;
+      }
       p.interest_version = v;
       if (const auto list = body.find("interest"); list != body.end() && list->is_array()) apply_interest(slot, *list);
     }
   }
   bool republish_hello SWARM_GUARDED_BY(mu) = false;
+
+  // A hello makes every node repeat its interest; at most one per peer every
+  // four heartbeats.
+  void ask_again(Peer& p) SWARM_REQUIRES(mu) {
+    const std::int64_t now = now_ns();
+    if (now - p.asked_interest <= 4 * std::chrono::nanoseconds(cfg.heartbeat_interval).count()) return;
+    p.asked_interest = now;
+    republish_hello = true;
+  }
 
   static void on_pong(natsConnection*, natsSubscription*, natsMsg* msg, void* self) {
     auto& s = *static_cast<Impl*>(self);
