@@ -365,7 +365,10 @@ ProcessSpec read_process(const Reader& r, const YAML::Node& n, const std::string
   }
   // Relative paths in the file mean the same wherever swarmd is started from.
   p.cwd = n["cwd"] ? r.path(n["cwd"], f + ".cwd") : std::filesystem::path(r.origin()).parent_path().string();
-  if (n["cwd"] && !std::filesystem::is_directory(p.cwd)) r.fail(n["cwd"], f + ".cwd", in_quotes(p.cwd) + " is not a directory");
+  if (std::error_code ec; n["cwd"] && !std::filesystem::is_directory(p.cwd, ec)) {
+    const bool absent = !ec || ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory;
+    r.fail(n["cwd"], f + ".cwd", in_quotes(p.cwd) + (absent ? " is not a directory" : " cannot be used: " + ec.message()));
+  }
   if (n["instances"]) p.instances = static_cast<std::uint32_t>(r.number(n["instances"], f + ".instances", 1, 10'000));
   if (n["restart"]) {
     const std::string t = r.text(n["restart"], f + ".restart");

@@ -93,6 +93,14 @@ struct BadConfig {
   const char* error;  // the whole message must contain this
 };
 
+// The file system's own refusal is an error naming the field, not an exception (found by config_fuzz).
+TEST(DaemonConfig, ACwdTheFileSystemRefusesIsNamed) {
+  auto c = parse("processes:\n  - {name: a, argv: [x], cwd: /" + std::string(5000, 'd') + "}\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("processes.a.cwd: "), std::string::npos) << c.error();
+  EXPECT_NE(c.error().find("cannot be used: File name too long"), std::string::npos) << c.error();
+}
+
 class DaemonConfigErrors : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(DaemonConfigErrors, NameFileLineFieldValueAndWhatIsAllowed) {

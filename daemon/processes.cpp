@@ -134,7 +134,8 @@ std::string find_program(const std::string& program, const std::map<std::string,
     const std::size_t end = std::min(path.find(':', start), path.size());
     const std::string dir = end == start ? "." : path.substr(start, end - start);
     const std::string candidate = dir + "/" + program;
-    if (access(candidate.c_str(), X_OK) == 0 && !std::filesystem::is_directory(candidate)) return candidate;
+    std::error_code ec;  // access() passed, so a failure here is a race with its removal: not it
+    if (access(candidate.c_str(), X_OK) == 0 && !std::filesystem::is_directory(candidate, ec) && !ec) return candidate;
     start = end + 1;
   }
   return {};
