@@ -49,6 +49,29 @@ TEST(PostgresDsn, AnUnknownKeywordOrABadUriIsAnError) {
   EXPECT_FALSE(validate_postgres_dsn(""));
 }
 
+// libpq checks these only when it connects: every event of the run would be lost.
+TEST(PostgresDsn, ValuesLibpqWouldRefuseAtConnectTimeAreErrorsNamingTheKey) {
+  const std::pair<const char*, const char*> bad[] = {
+      {"host=127.0.0.1 port=abc", "port: got \"abc\"; expected a port number 1 to 65535"},
+      {"host=127.0.0.1 port=99999", "port: got \"99999\""},
+      {"postgresql://127.0.0.1:99999/swarm", "port: got \"99999\""},
+      {"host=a,b port=5432,x", "port: got \"5432,x\""},
+      {"host=127.0.0.1 sslmode=bogus", "sslmode: got \"bogus\"; expected one of disable, allow, prefer, require"},
+      {"host=127.0.0.1 connect_timeout=x", "connect_timeout: got \"x\"; expected whole seconds"},
+      {"host=127.0.0.1 connect_timeout=-1", "connect_timeout: got \"-1\""},
+      {"host=127.0.0.1 target_session_attrs=writable", "target_session_attrs: got \"writable\""},
+      {"host=127.0.0.1 keepalives_idle=soon", "keepalives_idle: got \"soon\""},
+  };
+  for (const auto& [dsn, error] : bad) {
+    auto r = validate_postgres_dsn(dsn);
+    ASSERT_FALSE(r) << dsn;
+    EXPECT_EQ(r.error().rfind("storage: invalid Postgres DSN: ", 0), 0u) << r.error();
+    EXPECT_NE(r.error().find(error), std::string::npos) << dsn << ": " << r.error();
+  }
+  EXPECT_TRUE(validate_postgres_dsn("host=a,b port=5432,5433 sslmode=verify-full connect_timeout=0 keepalives=1"));
+  EXPECT_TRUE(validate_postgres_dsn("host=a,b port=,5433"));  // an empty item: that host's default port
+}
+
 TEST(PostgresJournalFactory, AMalformedDsnFailsCreation) {
   auto j = make_postgres_journal({.dsn = "dbname='unterminated"});
   ASSERT_FALSE(j);

@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <deque>
 #include <limits>
@@ -653,6 +654,53 @@ class PostgresJournal final : public Journal {
 
 // -- factories ---
 
+namespace {
+
+bool is_integer_in(std::string_view v, long long lo, long long hi) {
+  long long n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  return ec == std::errc() && end == v.data() + v.size() && n >= lo && n <= hi;
+}
+
+// libpq parses a DSN's syntax but checks these values only when it connects,
+// so a typo would cost every event of the run; here it is a startup error.
+std::optional<std::string> bad_value(std::string_view key, std::string_view value) {
+  const auto one_of = [&](std::initializer_list<std::string_view> allowed) -> std::optional<std::string> {
+    for (std::string_view a : allowed) {
+      if (value == a) return std::nullopt;
+    }
+    std::string list;
+    for (std::string_view a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+    return "expected one of " + list;
+  };
+  if (key == "port") {
+    // A list, one per host: "5432" or "5432,5433"; an empty item means the default.
+    for (std::size_t start = 0; start <= value.size();) {
+      const std::size_t end = std::min(value.find(',', start), value.size());
+      const std::string_view item = value.substr(start, end - start);
+      if (!item.empty() && !is_integer_in(item, 1, 65535)) return std::string("expected a port number 1 to 65535");
+      start = end + 1;
+    }
+    return std::nullopt;
+  }
+  if (key == "connect_timeout") {
+    return is_integer_in(value, 0, 2'147'483) ? std::nullopt : std::optional<std::string>("expected whole seconds, 0 or more");
+  }
+  if (key == "keepalives" || key == "keepalives_idle" || key == "keepalives_interval" || key == "keepalives_count" ||
+      key == "tcp_user_timeout") {
+    return is_integer_in(value, 0, 2'147'483'647) ? std::nullopt : std::optional<std::string>("expected a whole number, 0 or more");
+  }
+  if (key == "sslmode") return one_of({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
+  if (key == "gssencmode") return one_of({"disable", "prefer", "require"});
+  if (key == "channel_binding") return one_of({"disable", "prefer", "require"});
+  if (key == "target_session_attrs") {
+    return one_of({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"});
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<void> validate_postgres_dsn(const std::string& dsn) {
   if (dsn.empty()) return unexpected(std::string("storage: invalid Postgres DSN: empty"));
   char* error = nullptr;
@@ -662,7 +710,15 @@ Result<void> validate_postgres_dsn(const std::string& dsn) {
     if (error != nullptr) PQfreemem(error);
     return unexpected("storage: invalid Postgres DSN: " + message);
   }
+  std::string problem;
+  for (const PQconninfoOption* o = parsed; o->keyword != nullptr && problem.empty(); ++o) {
+    if (o->val == nullptr) continue;
+    if (auto why = bad_value(o->keyword, o->val)) {
+      problem = std::string(o->keyword) + ": got \"" + o->val + "\"; " + *why;
+    }
+  }
   PQconninfoFree(parsed);
+  if (!problem.empty()) return unexpected("storage: invalid Postgres DSN: " + problem);
   return {};
 }
 

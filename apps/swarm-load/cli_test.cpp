@@ -113,6 +113,11 @@ TEST_F(SwarmLoadCli, BadInputExitsWithTwoAndSaysWhatIsWrong) {
   EXPECT_EQ(set.status, 2);
   EXPECT_NE(set.err.find("overflow = \"spill\" is not allowed"), std::string::npos) << set.err;
 
+  // Checked before the run, not after it: the rows are written at the end.
+  Outcome dsn = run({"run", "--scenario", "pipeline", "--results-dsn", "host=127.0.0.1 port=abc"});
+  EXPECT_EQ(dsn.status, 2);
+  EXPECT_NE(dsn.err.find("--results-dsn: storage: invalid Postgres DSN: port: got \"abc\""), std::string::npos) << dsn.err;
+
   EXPECT_EQ(run({"run"}).status, 2);                      // --scenario is required
   EXPECT_EQ(run({"frobnicate"}).status, 2);                // no such subcommand
   Outcome missing = run({"compare", path("a.json"), path("b.json")});

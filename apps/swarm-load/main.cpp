@@ -31,6 +31,7 @@
 #include "apps/swarm-load/report.hpp"
 #include "apps/swarm-load/results_db.hpp"
 #include "apps/swarm-load/scenario.hpp"
+#include "storage/journal.hpp"
 
 namespace {
 
@@ -185,6 +186,12 @@ int cmd_run(const ScenarioFlags& flags, const std::string& json_path, const std:
       return kBadInput;
     }
     slo = *v;
+  }
+  if (!results_dsn.empty()) {  // checked now: the rows are written after the run
+    if (auto ok = swarm::storage::validate_postgres_dsn(results_dsn); !ok) {
+      std::fprintf(stderr, "swarm-load: --results-dsn: %s\n", ok.error().c_str());
+      return kBadInput;
+    }
   }
   std::fprintf(stderr, "swarm-load: %s: %s; %s, %.3g s warm-up%s\n", s->name.c_str(), s->description.c_str(),
                s->mode == LoadMode::open ? s->measured_schedule().describe().c_str() : "closed loop",
