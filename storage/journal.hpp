@@ -112,6 +112,7 @@ struct PostgresJournalOptions {
   std::chrono::milliseconds max_delay{20};  // a partial batch waits at most this long
   std::chrono::milliseconds backoff_initial{50}, backoff_max{5000};
   std::chrono::milliseconds close_timeout{5000};  // the destructor's last flush
+  std::chrono::seconds connect_timeout{10};       // when the DSN sets none (PgPoolOptions::connect_timeout)
 };
 
 /// A journal kept in memory (tests, single-process runs): at most `max_events`

@@ -1,15 +1,21 @@
 // The journal without a server: DSN and option validation, the memory
-// journal, event ids. (Postgres itself: tests/postgres_journal_test.cpp.)
+// journal, event ids, a server that never answers. (Postgres itself:
+// tests/postgres_journal_test.cpp.)
 
 #include "storage/journal.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <set>
 #include <thread>
 #include <unordered_set>
 
 #include "metrics/registry.hpp"
+#include "storage/pg_pool.hpp"
 
 namespace swarm::storage {
 namespace {
@@ -70,6 +76,45 @@ TEST(PostgresDsn, ValuesLibpqWouldRefuseAtConnectTimeAreErrorsNamingTheKey) {
   }
   EXPECT_TRUE(validate_postgres_dsn("host=a,b port=5432,5433 sslmode=verify-full connect_timeout=0 keepalives=1"));
   EXPECT_TRUE(validate_postgres_dsn("host=a,b port=,5433"));  // an empty item: that host's default port
+}
+
+TEST(PostgresDsn, AConnectTimeoutIsAddedWhenTheDsnSetsNone) {
+  EXPECT_EQ(with_connect_timeout("host=h dbname=d", 10s), "host=h dbname=d connect_timeout=10");
+  EXPECT_EQ(with_connect_timeout("postgresql://h/d", 3s), "postgresql://h/d?connect_timeout=3");
+  EXPECT_EQ(with_connect_timeout("postgresql://h/d?sslmode=disable", 3s), "postgresql://h/d?sslmode=disable&connect_timeout=3");
+  EXPECT_EQ(with_connect_timeout("host=h connect_timeout=2", 10s), "host=h connect_timeout=2");
+  EXPECT_EQ(with_connect_timeout("postgresql://h/d?connect_timeout=0", 10s), "postgresql://h/d?connect_timeout=0");
+  EXPECT_EQ(with_connect_timeout("dbname='unterminated", 10s), "dbname='unterminated");  // its error comes later
+}
+
+// A port that takes connections and never answers (a frozen server, or
+// something else listening): the journal still ends within its bounds, and
+// says what it could not write.
+TEST(PostgresJournalSilentServer, DestructionIsBoundedAndTheLossIsReported) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);  // the kernel completes handshakes; nobody ever reads
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const std::string dsn = "host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) + " dbname=swarm user=swarm";
+
+  auto journal = make_postgres_journal({.dsn = dsn, .close_timeout = 1000ms, .connect_timeout = 1s});
+  ASSERT_TRUE(journal) << journal.error();
+  for (int i = 0; i < 100; ++i) (*journal)->append(event(EventKind::spawned, 1, "t", 1 + i));
+  auto flushed = (*journal)->flush(500ms);
+  ASSERT_FALSE(flushed);
+  EXPECT_NE(flushed.error().find("100"), std::string::npos) << flushed.error();  // how many are still queued
+  EXPECT_FALSE((*journal)->ready());
+  EXPECT_EQ((*journal)->stats().written, 0u);
+  const auto start = std::chrono::steady_clock::now();
+  journal->reset();
+  // close_timeout, plus a connect attempt in progress (connect_timeout), plus slack for a slow machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  ::close(listener);
 }
 
 TEST(PostgresJournalFactory, AMalformedDsnFailsCreation) {

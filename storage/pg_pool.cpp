@@ -1,5 +1,9 @@
 #include "storage/pg_pool.hpp"
 
+#include <libpq-fe.h>
+
+#include <cstdlib>
+#include <string_view>
 #include <pqxx/except>
 #include <pqxx/nontransaction>
 
@@ -63,7 +67,31 @@ void PgPool::Lease::release() noexcept {
 
 // -- construction ---
 
-PgPool::PgPool(PgPoolOptions options) : options_(std::move(options)) {
+std::string with_connect_timeout(const std::string& dsn, std::chrono::seconds timeout) {
+  if (std::getenv("PGCONNECT_TIMEOUT") != nullptr) return dsn;
+  PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), nullptr);
+  if (parsed == nullptr) return dsn;
+  bool set = false;
+  for (const PQconninfoOption* o = parsed; o->keyword != nullptr; ++o) {
+    if (std::string_view(o->keyword) == "connect_timeout" && o->val != nullptr && *o->val != '\0') set = true;
+  }
+  PQconninfoFree(parsed);
+  if (set) return dsn;
+  const std::string value = "connect_timeout=" + std::to_string(timeout.count());
+  if (dsn.starts_with("postgresql://") || dsn.starts_with("postgres://")) {
+    return dsn + (dsn.find('?') == std::string::npos ? "?" : "&") + value;
+  }
+  return dsn + " " + value;
+}
+
+namespace {
+PgPoolOptions bounded(PgPoolOptions o) {
+  o.dsn = with_connect_timeout(o.dsn, o.connect_timeout);
+  return o;
+}
+}  // namespace
+
+PgPool::PgPool(PgPoolOptions options) : options_(bounded(std::move(options))) {
   SWARM_CHECK(options_.max_size >= 1 && options_.min_size <= options_.max_size);
 }
 

@@ -41,6 +41,9 @@ struct PgPoolOptions {
   std::string dsn = {};  // libpq key=value string or postgresql:// URI
   std::size_t min_size = 2, max_size = 16;
   std::chrono::milliseconds acquire_timeout{2000};
+  /// Used when the DSN sets no connect_timeout (nor PGCONNECT_TIMEOUT): libpq
+  /// would otherwise wait forever for a server that accepts and never answers.
+  std::chrono::seconds connect_timeout{10};
   /// A connection idle at least this long runs `SELECT 1` before it is lent.
   std::chrono::milliseconds check_after_idle{5000};
   /// Prepared statements (name, SQL) declared on every new connection.
@@ -55,6 +58,10 @@ struct PgPoolStats {
   std::uint64_t discarded = 0;         // broken connections closed
   std::uint64_t reconnects = 0;        // connections opened to replace discarded ones
 };
+
+/// `dsn` with connect_timeout = `timeout` added when it sets none (and
+/// PGCONNECT_TIMEOUT is unset); unchanged otherwise, or if it does not parse.
+std::string with_connect_timeout(const std::string& dsn, std::chrono::seconds timeout);
 
 class PgPool {
  public:

@@ -300,6 +300,7 @@ class PostgresJournal final : public Journal {
                .min_size = options_.pool_min,
                .max_size = options_.pool_max,
                .acquire_timeout = options_.acquire_timeout,
+               .connect_timeout = options_.connect_timeout,
                .prepared = prepared_statements()}) {
     writer_ = std::thread([this] { run(); });
   }
@@ -740,7 +741,7 @@ Result<std::unique_ptr<Journal>> make_postgres_journal(PostgresJournalOptions op
 Result<int> migrate_postgres_journal(const std::string& dsn) {
   if (auto r = validate_postgres_dsn(dsn); !r) return unexpected(r.error());
   try {
-    pqxx::connection c(dsn);
+    pqxx::connection c(with_connect_timeout(dsn, PgPoolOptions{}.connect_timeout));
     return run_migrations(c);
   } catch (const std::exception& e) {
     return unexpected("storage: journal migration failed: " + one_line(e.what()));
