@@ -4,6 +4,7 @@
 #include <pqxx/pqxx>
 
 #include "apps/swarm-load/report.hpp"
+#include "storage/pg_pool.hpp"
 
 namespace swarm::load {
 
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS swarm_load_runs (
 Result<std::int64_t> store_run(const std::string& dsn, const RunResult& run) {
   const nlohmann::json j = to_json(run);
   try {
-    pqxx::connection conn(dsn);
+    pqxx::connection conn(storage::with_connect_timeout(dsn, storage::PgPoolOptions{}.connect_timeout));
     pqxx::work tx(conn);
     // Two runs creating the table at once: the loser's CREATE waits on the lock, then finds it.
     tx.exec("SELECT pg_advisory_xact_lock(7242001)");
