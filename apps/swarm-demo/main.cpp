@@ -130,6 +130,13 @@ int main(int argc, char** argv) {
   app.add_option("--admin", admin,
                  "Serve the admin HTTP port (/metrics, /debug/agents, /debug/flamegraph, ...) on HOST:PORT "
                  "(:PORT = 127.0.0.1) while running");
+  double state_wait = 30;
+  app.add_option("--state-wait", state_wait,
+                 "Seconds to wait for every peer's state at start before giving up (exit status 3)")
+      ->check(CLI::Range(0.1, 86400.0));
+  app.footer("Exit status: 0 the run ended and everything it accepted was written; 1 agents were left after "
+             "shutdown; 2 bad input; 3 state or journal entries it accepted could not be written, or the peers' "
+             "state never came back (a Redis or Postgres that was unreachable).");
   std::string redis_url, postgres_dsn;
   app.add_option("--redis", redis_url,
                  "Keep the peers' state in Redis at redis://HOST[:PORT][/DB] (default: in memory)");
@@ -186,8 +193,17 @@ int main(int argc, char** argv) {
   AgentRef sup = rt.spawn<swarm::Supervisor>(std::move(spec));
   for (std::uint32_t i = 0; i < agents; ++i) swarm::Supervisor::start_child(rt, sup, swarm::Payload::of(i));
   // Every peer must have its state back before messages flow (a Redis that is down holds them here).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(state_wait);
   for (auto next_note = std::chrono::steady_clock::now() + 2s; dir.started.load() < agents;) {
     std::this_thread::sleep_for(1ms);
+    if (std::chrono::steady_clock::now() > give_up) {
+      auto ready = storage->state->ready();
+      std::fprintf(stderr, "swarm-demo: %llu of %u peers did not get their state back within %.1f s (state store: %s); "
+                   "giving up\n", static_cast<unsigned long long>(agents - dir.started.load()), agents, state_wait,
+                   ready ? "ready" : ready.error().c_str());
+      rt.shutdown(swarm::ShutdownPolicy::discard);
+      return 3;
+    }
     if (std::chrono::steady_clock::now() < next_note) continue;
     next_note += 2s;
     auto ready = storage->state->ready();
@@ -266,5 +282,12 @@ int main(int argc, char** argv) {
   std::printf("  journal            %s: %llu events, %llu written, %llu dropped, %zu queued\n",
               postgres_dsn.empty() ? "memory" : "postgres", static_cast<unsigned long long>(js.appended),
               static_cast<unsigned long long>(js.written), static_cast<unsigned long long>(js.dropped), js.queued);
+  // Accepted and not written: a run that lost data does not report success.
+  const std::uint64_t unwritten = st.pending + js.queued + js.dropped;
+  if (unwritten != 0) {
+    std::fprintf(stderr, "swarm-demo: %zu states and %llu journal events it accepted were not written\n", st.pending,
+                 static_cast<unsigned long long>(js.queued + js.dropped));
+    return 3;
+  }
   return s.live == 0 ? 0 : 1;
 }
