@@ -98,6 +98,7 @@ void serve(const AdminServer::Page& page, const httplib::Request& req, httplib::
 
 void AdminServer::start() {
   if (http_) return;
+  stopping_.store(false);
   auto http = std::make_unique<httplib::Server>();
   http->new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
   // cpp-httplib sets SO_REUSEPORT, which lets a second process share the port
@@ -178,6 +179,11 @@ void AdminServer::start() {
 
 void AdminServer::stop() {
   if (!http_) return;
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_.store(true);
+  }
+  stop_cv_.notify_all();
   // httplib's stop() does nothing until listen has started: stopping a server
   // whose thread has not got there yet would leave the join below waiting forever.
   while (!http_->is_running() && !listen_returned_.load(std::memory_order_acquire)) std::this_thread::yield();
@@ -209,11 +215,21 @@ AdminResponse AdminServer::flamegraph(const AdminRequest& req) {
   const std::string type = req.param("type", "cpu");
   if (type != "cpu" && type != "logical") return bad("type must be cpu or logical, got \"" + type + "\"");
 
+  if (profiling_.exchange(true)) {
+    return {429, "text/plain; charset=utf-8",
+            "admin: a flamegraph is being taken already (one at a time, so health checks and scrapes always have a "
+            "thread); try again when it is done\n"};
+  }
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag.store(false); }
+  } done{profiling_};
   FoldedStacks stacks;
   SvgOptions svg;
   if (type == "cpu") {
     ProfileOptions options;
     options.duration = std::chrono::seconds(seconds);
+    options.stop = &stopping_;
     auto profile = profile_cpu(options);
     if (!profile) return {409, "text/plain; charset=utf-8", profile.error() + "\n"};
     stacks = std::move(*profile);
@@ -221,7 +237,10 @@ AdminResponse AdminServer::flamegraph(const AdminRequest& req) {
   } else {
     if (!logical_) return {404, "text/plain; charset=utf-8", "admin: no logical profile source (no runtime)\n"};
     const FoldedStacks before = logical_();
-    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    {
+      std::unique_lock lock(stop_mu_);
+      stop_cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return stopping_.load(); });
+    }
     for (const auto& [stack, total] : logical_().stacks) {  // totals only grow: keep what grew
       auto it = before.stacks.find(stack);
       const std::uint64_t earlier = it == before.stacks.end() ? 0 : it->second;

@@ -23,10 +23,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -118,6 +120,12 @@ class AdminServer {
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};
+  // One flamegraph at a time, so a thread is always free for /healthz,
+  // /readyz and /metrics; stop() ends the one in flight.
+  std::atomic<bool> profiling_{false};
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
 };
 
 }  // namespace swarm::metrics

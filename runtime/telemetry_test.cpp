@@ -229,6 +229,44 @@ TEST(Telemetry, TheAdminPortServesMetricsAgentsTopicsAndReadiness) {
   EXPECT_NE(svg->body.find("<svg"), std::string::npos);
 }
 
+TEST(Telemetry, AFlamegraphInFlightNeitherBlocksHealthChecksNorDelaysShutdown) {
+  RuntimeConfig cfg;
+  cfg.telemetry.admin = "127.0.0.1:0";
+  auto rt = std::make_unique<Runtime>(cfg);
+  const std::uint16_t port = rt->admin_port();
+  std::atomic<int> long_status{0};
+  std::thread long_profile([&] {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(std::chrono::seconds(90));
+    for (;;) {  // until it is the one in flight
+      auto r = c.Get("/debug/flamegraph?seconds=60&type=logical");
+      if (!r || r->status != 429) {
+        long_status.store(r ? r->status : -1);
+        return;
+      }
+    }
+  });
+  httplib::Client http("127.0.0.1", port);
+  http.set_read_timeout(std::chrono::seconds(2));  // a health check queued behind the profile fails
+  ASSERT_TRUE(eventually([&] {
+    auto r = http.Get("/debug/flamegraph?seconds=1&type=logical");
+    return r && r->status == 429;
+  }, std::chrono::seconds(20)));
+  for (int i = 0; i < 8; ++i) {
+    auto health = http.Get("/healthz");
+    ASSERT_TRUE(health) << "a health check waited behind the flamegraph";
+    EXPECT_EQ(health->status, 200);
+    auto metrics = http.Get("/metrics");
+    ASSERT_TRUE(metrics);
+    EXPECT_EQ(metrics->status, 200);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  rt.reset();  // ends the 60 s profile instead of waiting for it
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  long_profile.join();
+  EXPECT_NE(long_status.load(), 0);
+}
+
 TEST(Telemetry, ABadAdminAddressOrATakenPortIsAClearStartupError) {
   RuntimeConfig cfg;
   cfg.telemetry.admin = "localhost";
