@@ -161,6 +161,33 @@ TEST(Telemetry, ASlowHandlerIsReportedOnceWhileItRuns) {
   EXPECT_NE(rt.metrics().render().find("swarm_slow_handlers_total{type=\"stuck\"} 1"), std::string::npos);
 }
 
+// A lifecycle sink whose shutdown flush takes a while (a slow journal).
+class SlowFlushSink : public LifecycleSink {
+ public:
+  void record(const LifecycleEvent&) noexcept override {}
+  Result<void> flush(std::chrono::milliseconds) override {
+    std::this_thread::sleep_for(400ms);
+    return {};
+  }
+};
+
+TEST(Telemetry, WorkersThatStoppedOrNeverRanAHandlerAreNotSlowHandlers) {
+  RuntimeConfig cfg = sampled_config();
+  cfg.telemetry.slow_handler_threshold = 20ms;
+  cfg.lifecycle = std::make_shared<SlowFlushSink>();
+  std::atomic<int> reports{0};
+  cfg.telemetry.on_slow_handler = [&](const SlowHandler&) { reports.fetch_add(1); };
+  {
+    Runtime rt(cfg);
+    std::atomic<int> n{0};
+    AgentRef a = rt.spawn<Counter>(n);
+    ASSERT_EQ(rt.send(a, Payload::of(1)), SendResult::ok);
+    ASSERT_TRUE(eventually([&] { return n.load() == 1; }));
+    rt.shutdown();  // the workers stop, then the sink's flush takes 400 ms: 20 watchdog looks
+  }
+  EXPECT_EQ(reports.load(), 0);
+}
+
 class Child : public Agent {
  public:
   static constexpr std::string_view kTypeName = "child";

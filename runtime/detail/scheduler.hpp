@@ -111,6 +111,8 @@ class Scheduler {
   void start();
   /// Wakes every worker and joins them. REQUIRES: no agent left to run.
   void stop();
+  /// stop() has begun: workers finish and exit (they are then neither parked nor running).
+  bool stopped() const noexcept { return stopping_.load(std::memory_order_acquire); }
 
   /// Makes `agent` runnable. Called by whoever moved its reservations from 0 to 1.
   void schedule(Agent* agent) noexcept;

@@ -457,9 +457,11 @@ void Telemetry::watch() {
     std::uint32_t handled = 0;
     bool reported = false;
   };
-  std::vector<Seen> seen(workers);
+  std::vector<Seen> seen(workers, Seen{.since = now_ns()});
   std::unique_lock lock(watch_mu_);
   while (!watch_cv_.wait_for(lock, interval, [&] { return watch_stop_; })) {
+    // Workers that stopped (the shutdown's storage flush may take long) run no handler.
+    if (rt_.scheduler().stopped()) continue;
     const std::uint64_t now = now_ns();
     for (unsigned w = 0; w < workers; ++w) {
       const Worker& worker = rt_.scheduler().worker(w);
@@ -469,7 +471,8 @@ void Telemetry::watch() {
       const std::uint32_t handled = running != nullptr ? running->handled.load(std::memory_order_relaxed) : 0;
       const bool parked = worker.stats.parked_since.load(std::memory_order_relaxed) != 0;
       Seen& s = seen[w];
-      if (parked || activations != s.activations || agent != s.agent || handled != s.handled) {
+      // agent 0: none yet (a worker that only searched for work since it started).
+      if (parked || agent == 0 || activations != s.activations || agent != s.agent || handled != s.handled) {
         s = {activations, agent, now, handled, false};  // progress (or idle): restart the clock
         continue;
       }
