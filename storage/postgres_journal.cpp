@@ -374,6 +374,11 @@ class PostgresJournal final : public Journal {
 
   Result<void> ready() const override {
     MutexLock lock(mu_);
+    if (connected_ && waiting_since_ != Clock::time_point{} && Clock::now() - waiting_since_ > kStalled) {
+      return unexpected("storage: journal not ready: Postgres has not answered for " +
+                        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - waiting_since_).count()) +
+                        " s (a stalled server or network)");
+    }
     if (connected_) return {};
     return unexpected("storage: journal not ready: " +
                       (last_error_.empty() ? std::string("not connected to Postgres yet") : last_error_));
@@ -485,6 +490,10 @@ class PostgresJournal final : public Journal {
       }
 
       std::string error;  // what failed, for the log and ready()
+      {
+        MutexLock lock(mu_);
+        waiting_since_ = Clock::now();
+      }
       try {
         if (!conn) {
           auto lease = pool_.acquire();
@@ -535,6 +544,10 @@ class PostgresJournal final : public Journal {
         error = "Postgres: " + one_line(e.what());
       }
       last_io = Clock::now();
+      {
+        MutexLock lock(mu_);
+        waiting_since_ = {};
+      }
 
       if (error.empty()) {
         {
@@ -617,6 +630,8 @@ class PostgresJournal final : public Journal {
   }
 
   static constexpr milliseconds kHeartbeat{1000};  // an idle writer checks its connection this often
+  // A round trip (heartbeat, connect or batch) this long without an answer: not ready.
+  static constexpr milliseconds kStalled{5000};
 
   // -- constant after construction ---
   const PostgresJournalOptions options_;
@@ -646,6 +661,7 @@ class PostgresJournal final : public Journal {
   int flush_waiters_ SWARM_GUARDED_BY(mu_) = 0;
   bool stop_ SWARM_GUARDED_BY(mu_) = false;
   bool connected_ SWARM_GUARDED_BY(mu_) = false;
+  Clock::time_point waiting_since_ SWARM_GUARDED_BY(mu_);  // the writer's round trip in progress, if any
   std::string last_error_ SWARM_GUARDED_BY(mu_);
   metrics::HistogramSnapshot flush_hist_ SWARM_GUARDED_BY(mu_);
   std::vector<std::pair<metrics::Registry*, std::uint64_t>> callbacks_ SWARM_GUARDED_BY(mu_);

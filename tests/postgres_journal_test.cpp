@@ -656,5 +656,26 @@ TEST(PostgresJournalFault, AServerDownAtStartIsCaughtUpWhenItComes) {
   EXPECT_EQ(after->size(), 1u);
 }
 
+// SIGSTOP of the server and its backends: the connection stays open and
+// nothing answers. Readiness must not say ready for the whole freeze.
+TEST(PostgresJournalFault, AFrozenServerIsNotReadyAndNothingIsLostWhenItThaws) {
+  test::PostgresServer pg({.fsync = true});
+  auto j = journal({.dsn = pg.dsn(), .backoff_initial = 20ms, .backoff_max = 500ms, .close_timeout = 1s});
+  j->append(event(EventKind::spawned, 1, "w", 0));
+  ASSERT_TRUE(j->flush(kPatience));
+  ASSERT_TRUE(j->ready());
+  pg.freeze();
+  for (int i = 0; i < 100; ++i) j->append(event(EventKind::spawned, static_cast<std::uint64_t>(2 + i), "w", 0));
+  // The batch's COPY (or the heartbeat) waits on the frozen server: not ready after 5 s of silence.
+  Result<void> ready;
+  ASSERT_TRUE(eventually([&] { return !(ready = j->ready()); }, 20s));
+  EXPECT_NE(ready.error().find("Postgres has not answered for"), std::string::npos) << ready.error();
+  pg.thaw();
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  EXPECT_TRUE(eventually([&] { return bool(j->ready()); }, 20s));
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal"), 101);
+}
+
 }  // namespace
 }  // namespace swarm::storage

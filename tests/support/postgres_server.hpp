@@ -17,6 +17,7 @@
 // Failures throw std::runtime_error with the server log's tail.
 // Owner-only: use one PostgresServer from one thread at a time.
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +61,12 @@ class PostgresServer {
   }
 
   ~PostgresServer() {
+    if (running_) {
+      try {
+        thaw();  // a test that failed while it was frozen
+      } catch (const std::exception&) {
+      }
+    }
     if (running_) (void)run(as_server_user({bin("pg_ctl"), "stop", "-D", data().string(), "-m", "immediate", "-w"}));
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -87,6 +94,11 @@ class PostgresServer {
                  "pg_ctl stop");
     running_ = false;
   }
+
+  /// SIGSTOPs the server and every backend (a frozen server: connections stay
+  /// open, nothing answers); thaw() resumes them.
+  void freeze() { signal_all(SIGSTOP); }
+  void thaw() { signal_all(SIGCONT); }
 
   /// A libpq key=value DSN for `database` over TCP on 127.0.0.1.
   std::string dsn(const std::string& database = "postgres") const {
@@ -127,6 +139,30 @@ class PostgresServer {
       (void)run(as_server_user({bin("pg_ctl"), "stop", "-D", (entry.path() / "data").string(), "-m", "immediate", "-w"}));
       std::filesystem::remove_all(entry.path(), ec);
     }
+  }
+
+  // The postmaster (first line of postmaster.pid) and its children.
+  void signal_all(int sig) const {
+    long postmaster = 0;
+    if (!(std::ifstream(data() / "postmaster.pid") >> postmaster) || postmaster <= 0) {
+      throw std::runtime_error("postgres_server: no postmaster.pid");
+    }
+    std::vector<long> pids{postmaster};
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+      std::ifstream stat(entry.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      const auto close = line.rfind(')');  // "pid (comm) state ppid ..."
+      if (close == std::string::npos) continue;
+      std::istringstream rest(line.substr(close + 2));
+      char state = 0;
+      long ppid = 0;
+      if (rest >> state >> ppid && ppid == postmaster) pids.push_back(std::stol(name));
+    }
+    for (long pid : pids) ::kill(static_cast<pid_t>(pid), sig);
   }
 
   static bool alive(long pid) {
