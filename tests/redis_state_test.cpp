@@ -316,6 +316,24 @@ TEST(RedisStateStore, AServerDownAtCreationGetsEverythingOnceItStarts) {
   EXPECT_EQ(s->stats().reconnects, 0u);  // a first connection is not a reconnect
 }
 
+// SIGSTOP: the connection stays open and nothing answers. Readiness must not
+// say ready for the whole freeze, and nothing put meanwhile is lost.
+TEST(RedisStateStore, AFrozenServerIsNotReadyAndEveryPutArrivesAfterTheThaw) {
+  test::RedisServer redis;
+  RedisStateStoreOptions options = quick(redis);
+  options.command_timeout = 1s;
+  auto s = store(options);
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  redis.freeze();
+  for (std::uint64_t i = 0; i < 100; ++i) s->put("k" + std::to_string(i), {.data = "d", .version = i + 1});
+  ASSERT_TRUE(eventually([&] { return !s->ready(); }, 20s)) << "ready during a freeze";
+  redis.thaw();
+  ASSERT_TRUE(s->flush(kPatience));
+  ASSERT_TRUE(eventually([&] { return bool(s->ready()); }));
+  EXPECT_EQ(dbsize(redis), 100);
+  EXPECT_EQ(stored(redis, "k99")->version, 100u);
+}
+
 TEST_P(RedisStateStoreBothWays, ServerKilledMidRunEveryKeysNewestStateArrives) {
   test::RedisServer redis({.appendonly = true});  // what was acknowledged survives the kill
   auto s = store(options(redis));

@@ -65,6 +65,7 @@ class RedisServer {
   }
 
   ~RedisServer() {
+    if (pid_ > 0) thaw();  // a test that failed while it was frozen
     if (pid_ > 0) stop(true);
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -117,6 +118,10 @@ class RedisServer {
     std::error_code ec;
     std::filesystem::remove(dir_ / "server.pid", ec);
   }
+
+  /// SIGSTOPs the server (connections stay open, nothing answers); thaw() resumes it.
+  void freeze() const { ::kill(pid_, SIGSTOP); }
+  void thaw() const { ::kill(pid_, SIGCONT); }
 
   std::string url(int db = 0) const { return "redis://127.0.0.1:" + std::to_string(port_) + "/" + std::to_string(db); }
   std::uint16_t port() const { return port_; }
