@@ -87,7 +87,13 @@ int run_migrations(pqxx::connection& c) {
   tx.exec(
       "CREATE TABLE IF NOT EXISTS swarm_schema_version ("
       "version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
-  const int current = tx.exec("SELECT coalesce(max(version), 0) FROM swarm_schema_version")[0][0].as<int>();
+  int current = tx.exec("SELECT coalesce(max(version), 0) FROM swarm_schema_version")[0][0].as<int>();
+  if (current > 0 && tx.exec("SELECT to_regclass('swarm_journal') IS NULL")[0][0].as<bool>()) {
+    // Dropped by hand (or restored without it): build the schema again rather than lose every event.
+    std::fprintf(stderr, "storage: journal table swarm_journal is missing; creating the schema again\n");
+    tx.exec("DELETE FROM swarm_schema_version");
+    current = 0;
+  }
   int applied = 0;
   for (const Migration& m : kMigrations) {
     if (m.version <= current) continue;
@@ -567,7 +573,9 @@ class PostgresJournal final : public Journal {
         continue;
       }
 
-      // Failed: the batch stays as it is (same ids) and is retried on a new connection after a backoff.
+      // Failed: the batch stays as it is (same ids) and is retried on a new connection after a backoff,
+      // which checks the schema again (a dropped table is created anew).
+      migrated_ = false;
       if (conn) {
         conn->discard();
         conn.reset();

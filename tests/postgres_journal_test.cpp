@@ -656,6 +656,24 @@ TEST(PostgresJournalFault, AServerDownAtStartIsCaughtUpWhenItComes) {
   EXPECT_EQ(after->size(), 1u);
 }
 
+// A table dropped mid-run (by hand, or a restore without it) is created again
+// and writing resumes: the events appended since are not lost.
+TEST(PostgresJournalFault, ADroppedTableIsCreatedAgainAndWritingResumes) {
+  test::PostgresServer pg;
+  auto j = journal({.dsn = pg.dsn(), .backoff_initial = 20ms, .backoff_max = 500ms, .close_timeout = 1s});
+  for (int i = 0; i < 100; ++i) j->append(event(EventKind::spawned, static_cast<std::uint64_t>(i), "w", 0));
+  ASSERT_TRUE(j->flush(kPatience));
+  pg.psql("DROP TABLE swarm_journal");
+  for (int i = 0; i < 100; ++i) j->append(event(EventKind::exited, static_cast<std::uint64_t>(i), "w", 0));
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal WHERE kind = 'exited'"), 100);
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal"), 100);  // the dropped rows are gone, as asked
+  auto h = j->history(7);  // queries work on the new table
+  ASSERT_TRUE(h) << h.error();
+  EXPECT_EQ(h->size(), 1u);
+}
+
 // SIGSTOP of the server and its backends: the connection stays open and
 // nothing answers. Readiness must not say ready for the whole freeze.
 TEST(PostgresJournalFault, AFrozenServerIsNotReadyAndNothingIsLostWhenItThaws) {
