@@ -177,6 +177,7 @@ RuntimeStats RuntimeCore::stats() const {
   s.exited = exited_.load(std::memory_order_relaxed);
   s.crashed = crashed_.load(std::memory_order_relaxed);
   s.restarts = restarts_.load(std::memory_order_relaxed);
+  s.supervisors_gave_up = supervisors_gave_up_.load(std::memory_order_relaxed);
   s.live = live_.load(std::memory_order_relaxed);
   for (unsigned i = 0; i < scheduler_->worker_count(); ++i) {
     const auto& w = scheduler_->stats(i);
@@ -213,6 +214,20 @@ void RuntimeCore::warn_unmatched_type_keys() const {
                  "spawned: %s)\n",
                  key.c_str(), known.empty() ? "none" : known.c_str());
   }
+}
+
+void RuntimeCore::note_supervisor_gave_up(AgentRef supervisor, const std::string& why) {
+  supervisors_gave_up_.fetch_add(1, std::memory_order_relaxed);
+  std::fprintf(stderr, "swarm: root supervisor %s gave up and its tree is gone: %s\n", to_string(supervisor).c_str(),
+               why.c_str());
+  MutexLock lock(mu_);
+  if (gave_up_.empty()) gave_up_ = "root supervisor " + to_string(supervisor) + " gave up: " + why;
+}
+
+Result<void> RuntimeCore::supervision() const {
+  MutexLock lock(mu_);
+  if (gave_up_.empty()) return {};
+  return unexpected(gave_up_);
 }
 
 std::vector<CrashRecord> RuntimeCore::recent_crashes() const {
@@ -306,5 +321,8 @@ void Runtime::set_debug_page(std::string path, std::function<std::string()> rend
 void Runtime::remove_debug_page(const std::string& path) { core_->remove_debug_page(path); }
 metrics::FoldedStacks Runtime::logical_profile() const { return core_->logical_profile(); }
 void Runtime::note_restart() noexcept { core_->note_restart(); }
+void Runtime::note_supervisor_gave_up(AgentRef supervisor, const std::string& why) {
+  core_->note_supervisor_gave_up(supervisor, why);
+}
 
 }  // namespace swarm

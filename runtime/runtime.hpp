@@ -60,6 +60,7 @@ struct RuntimeStats {
   std::uint64_t exited = 0;
   std::uint64_t crashed = 0;
   std::uint64_t restarts = 0;
+  std::uint64_t supervisors_gave_up = 0;  // root supervisors that reached their restart intensity (their tree is gone)
   std::uint64_t live = 0;
   std::uint64_t messages = 0;     // handled
   std::uint64_t activations = 0;
@@ -301,6 +302,9 @@ class Runtime {
   metrics::FoldedStacks logical_profile() const;
   /// Counts a restart in stats().restarts (supervisors call it).
   void note_restart() noexcept;
+  /// A root supervisor gave up (supervisors call it): logged, counted in
+  /// stats().supervisors_gave_up, and /readyz says so from then on.
+  void note_supervisor_gave_up(AgentRef supervisor, const std::string& why);
 
  private:
   friend detail::RuntimeCore& detail::core_of(Runtime& rt) noexcept;

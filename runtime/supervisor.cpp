@@ -206,9 +206,16 @@ bool Supervisor::restart_allowed() {
 }
 
 void Supervisor::escalate() {
-  exit_after_stopping_children({ExitKind::crashed, "supervisor: restart intensity reached (more than " +
-                                                       std::to_string(spec_.max_restarts) + " restarts in " +
-                                                       std::to_string(spec_.period.count()) + " ms)"});
+  const std::string why = "supervisor: restart intensity reached (more than " + std::to_string(spec_.max_restarts) +
+                          " restarts in " + std::to_string(spec_.period.count()) + " ms)";
+  if (!parent().valid()) {  // nobody above to restart it: say so loudly, with the crash that ended it
+    std::string last;
+    for (const Child& c : children_) {
+      if (c.info.last_exit && c.info.last_exit->abnormal()) last = c.info.last_exit->detail;
+    }
+    runtime().note_supervisor_gave_up(self(), why + (last.empty() ? "" : "; last crash: " + last));
+  }
+  exit_after_stopping_children({ExitKind::crashed, why});
 }
 
 // Restarts `failed` and the stopped children from `first` on, in start order.

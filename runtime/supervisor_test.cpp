@@ -1,6 +1,7 @@
 #include "runtime/supervisor.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <map>
 #include <mutex>
@@ -251,6 +252,33 @@ TEST(Supervisor, TooManyRestartsEscalateToTheParent) {
   ASSERT_TRUE(rt.wait_idle());
   EXPECT_NE(detail.find("restart intensity reached"), std::string::npos) << detail;
   EXPECT_EQ(rt.stats().live, 1u);  // only the watcher is left
+}
+
+// A root supervisor has nobody to escalate to: its giving up is counted and
+// makes the runtime not ready, instead of a swarm that died quietly.
+TEST(Supervisor, ARootSupervisorThatGivesUpIsCountedAndMakesTheRuntimeNotReady) {
+  Log log;
+  RuntimeConfig cfg = config();
+  cfg.telemetry.admin = "127.0.0.1:0";
+  Runtime rt(cfg);
+  SupervisorSpec spec;
+  spec.max_restarts = 2;
+  spec.period = 60000ms;
+  spec.children.push_back(child("x", log));
+  rt.spawn<Supervisor>(std::move(spec));
+  httplib::Client http("127.0.0.1", rt.admin_port());
+  EXPECT_EQ(http.Get("/readyz")->status, 200);
+  for (int round = 1; round <= 3; ++round) {
+    ASSERT_TRUE(eventually([&] { return log.started("x") == round; }));
+    EXPECT_EQ(rt.send(log.ref("x"), Payload{}, kCrash), SendResult::ok);
+  }
+  ASSERT_TRUE(eventually([&] { return rt.stats().supervisors_gave_up == 1; }));
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_EQ(rt.stats().live, 0u);
+  auto ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_NE(ready->body.find("gave up: supervisor: restart intensity reached"), std::string::npos) << ready->body;
 }
 
 TEST(Supervisor, ShutdownStopsChildrenInReverseOrderAndKillsThoseThatHang) {

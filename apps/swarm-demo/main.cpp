@@ -136,7 +136,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 86400.0));
   app.footer("Exit status: 0 the run ended and everything it accepted was written; 1 agents were left after "
              "shutdown; 2 bad input; 3 state or journal entries it accepted could not be written, or the peers' "
-             "state never came back (a Redis or Postgres that was unreachable).");
+             "state never came back (a Redis or Postgres that was unreachable); 4 the peers' supervisor gave up "
+             "(they crashed faster than it may restart them) and the swarm is gone.");
   std::string redis_url, postgres_dsn;
   app.add_option("--redis", redis_url,
                  "Keep the peers' state in Redis at redis://HOST[:PORT][/DB] (default: in memory)");
@@ -196,6 +197,10 @@ int main(int argc, char** argv) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::duration<double>(state_wait);
   for (auto next_note = std::chrono::steady_clock::now() + 2s; dir.started.load() < agents;) {
     std::this_thread::sleep_for(1ms);
+    if (rt.stats().supervisors_gave_up != 0) {  // the runtime said why on stderr
+      rt.shutdown(swarm::ShutdownPolicy::discard);
+      return 4;
+    }
     if (std::chrono::steady_clock::now() > give_up) {
       auto ready = storage->state->ready();
       std::fprintf(stderr, "swarm-demo: %llu of %u peers did not get their state back within %.1f s (state store: %s); "
@@ -226,7 +231,7 @@ int main(int argc, char** argv) {
   auto deadline = t0 + std::chrono::duration<double>(seconds);
   std::uint64_t last_msgs = 0;
   auto last = t0;
-  while (std::chrono::steady_clock::now() < deadline) {
+  while (std::chrono::steady_clock::now() < deadline && rt.stats().supervisors_gave_up == 0) {
     std::this_thread::sleep_for(std::min<std::chrono::duration<double>>(1s, deadline - std::chrono::steady_clock::now()));
     auto now = std::chrono::steady_clock::now();
     swarm::RuntimeStats s = rt.stats();
@@ -282,6 +287,7 @@ int main(int argc, char** argv) {
   std::printf("  journal            %s: %llu events, %llu written, %llu dropped, %zu queued\n",
               postgres_dsn.empty() ? "memory" : "postgres", static_cast<unsigned long long>(js.appended),
               static_cast<unsigned long long>(js.written), static_cast<unsigned long long>(js.dropped), js.queued);
+  if (s.supervisors_gave_up != 0) return 4;
   // Accepted and not written: a run that lost data does not report success.
   const std::uint64_t unwritten = st.pending + js.queued + js.dropped;
   if (unwritten != 0) {

@@ -134,6 +134,8 @@ class RuntimeCore final : public RuntimeView {
   void remove_debug_page(const std::string& path);
   metrics::FoldedStacks logical_profile() const;
   void note_restart() noexcept { restarts_.fetch_add(1, std::memory_order_relaxed); }
+  void note_supervisor_gave_up(AgentRef supervisor, const std::string& why);
+  Result<void> supervision() const override;
 
   // -- RuntimeView: what telemetry reads (also config, stopping, stats above) ---
 
@@ -253,11 +255,13 @@ class RuntimeCore final : public RuntimeView {
   std::atomic<bool> accepting_{true};
   std::atomic<bool> shut_down_{false};
   std::atomic<std::uint64_t> spawned_{0}, exited_{0}, crashed_{0}, restarts_{0}, live_{0};
+  std::atomic<std::uint64_t> supervisors_gave_up_{0};
   std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
   std::array<std::atomic<std::uint64_t>, kRefuseReasonCount> refusals_{};
   std::array<std::atomic<AgentTypeInfo*>, kMaxAgentTypes> types_{};
 
   mutable Mutex mu_;  // types_ creation and the crash log
+  std::string gave_up_ SWARM_GUARDED_BY(mu_);  // the first root supervisor that gave up, and why
   std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
   std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
 

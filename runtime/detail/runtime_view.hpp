@@ -35,6 +35,8 @@ class RuntimeView {
   virtual const std::string* type_name(unsigned id) const noexcept = 0;
   virtual const router::Router& router() const noexcept = 0;
   virtual std::size_t pending_timers() const = 0;
+  /// OK, or which root supervisor gave up and why.
+  virtual Result<void> supervision() const = 0;
 };
 
 }  // namespace swarm::detail

@@ -85,7 +85,7 @@ void Telemetry::start() {
     });
     admin_->add_readiness_check("runtime", [this]() -> Result<void> {
       if (rt_.stopping()) return unexpected(std::string("shutting down"));
-      return {};
+      return rt_.supervision();
     });
     if (auto store = rt_.config().state_store) {
       admin_->add_readiness_check("state_store", [store] { return store->ready(); });

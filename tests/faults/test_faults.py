@@ -1,13 +1,15 @@
 """Faults of the servers swarm-demo writes to: it must end within its bound,
 say what it could not write, and exit non-zero (3) rather than report success.
-Servers that never come up and a port that accepts and never answers; runs
-against real Redis and Postgres are in the C++ storage tests."""
+Servers that never come up, a port that accepts and never answers, and a
+real Redis holding a poisoned key; more runs against real Redis and Postgres
+are in the C++ storage tests."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,3 +65,28 @@ def test_dsn_values_libpq_checks_only_when_connecting_are_refused_at_start() -> 
         done, _ = run_demo("--postgres", dsn, bound=5)
         assert done.returncode == 2, (dsn, done.stderr)
         assert error in done.stderr, (dsn, done.stderr)
+
+
+def test_a_poisoned_state_key_ends_the_run_loudly_with_exit_4() -> None:
+    """A key of the wrong type: that peer's state cannot load, it crash-loops,
+    its supervisor gives up; the run says which key and why, and exits."""
+    port = closed_port()
+    with tempfile.TemporaryDirectory() as folder:
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", folder,
+                                  "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while subprocess.run(["redis-cli", "-p", str(port), "PING"], capture_output=True,
+                                 text=True).stdout.strip() != "PONG":
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+            subprocess.run(["redis-cli", "-p", str(port), "SET", "swarm:state:demo-peer-5", "x"], check=True,
+                           capture_output=True)
+            done, took = run_demo("--redis", f"redis://127.0.0.1:{port}", bound=30)
+        finally:
+            redis.kill()
+            redis.wait()
+    assert done.returncode == 4, done.stderr
+    assert "root supervisor" in done.stderr and "gave up" in done.stderr
+    assert "swarm:state:demo-peer-5" in done.stderr and "WRONGTYPE" in done.stderr
+    assert took < 30
