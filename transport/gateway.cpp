@@ -524,7 +524,7 @@ struct Gateway::State {
     }
     s->last_in = Clock::now();
     ++s->frames_in;
-    std::visit([&](auto& b) { on_command(*s, b); }, body);
+    std::visit([&](auto& b) SWARM_REQUIRES(mu) { on_command(*s, b); }, body);
   }
 
   // -- sessions ---
