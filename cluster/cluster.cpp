@@ -898,6 +898,12 @@ struct Cluster::Impl {
     const std::size_t size = wire::kHeaderBytes + f.topic.size() + f.group.size() + f.payload.size();
     try {
       MutexLock lock(p.send_mu);
+      // Declared down after the caller looked: what down_locked() counted as lost is final, so this one
+      // is not sent (a frame numbered after it would reach nobody, uncounted).
+      if (!p.up.load(std::memory_order_acquire)) {
+        count(RemoteDrop::node_down);
+        return SendResult::unreachable;
+      }
       const std::uint64_t acked = p.acked.load(std::memory_order_acquire);
       if (p.next_seq > acked && p.next_seq - acked >= cfg.max_in_flight) {
         count(RemoteDrop::backlog_full);
