@@ -261,6 +261,14 @@ TEST(Telemetry, AFlamegraphInFlightNeitherBlocksHealthChecksNorDelaysShutdown) {
   cfg.telemetry.admin = "127.0.0.1:0";
   auto rt = std::make_unique<Runtime>(cfg);
   const std::uint16_t port = rt->admin_port();
+  {
+    // One request of each kind first, one at a time: cpp-httplib's function-local statics are then set up
+    // before requests run at once (ThreadSanitizer cannot see the static guard in the uninstrumented library).
+    httplib::Client warm("127.0.0.1", port);
+    ASSERT_EQ(warm.Get("/healthz")->status, 200);
+    ASSERT_EQ(warm.Get("/metrics")->status, 200);
+    ASSERT_EQ(warm.Get("/debug/flamegraph?seconds=1&type=logical")->status, 200);
+  }
   std::atomic<int> long_status{0};
   std::thread long_profile([&] {
     httplib::Client c("127.0.0.1", port);
