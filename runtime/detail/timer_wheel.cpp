@@ -2,7 +2,10 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <limits>
+
+#include "base/check.hpp"
 
 namespace swarm::detail {
 
@@ -10,13 +13,15 @@ namespace {
 constexpr std::uint64_t kNever = std::numeric_limits<std::uint64_t>::max();
 }
 
-TimerWheel::TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag)
+TimerWheel::TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag, const Clock* clock,
+                       Drive drive)
     : tick_(tick),
-      epoch_(std::chrono::steady_clock::now()),
+      clock_(clock),
+      epoch_(detail::now(clock)),
       fire_(std::move(fire)),
       lag_(lag),
       slots_(kSlots, nullptr) {
-  thread_ = std::thread([this] { run(); });
+  if (drive == Drive::thread) thread_ = std::thread([this] { run(); });
 }
 
 TimerWheel::~TimerWheel() {
@@ -25,19 +30,20 @@ TimerWheel::~TimerWheel() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  if (thread_.joinable()) thread_.join();
   cancel_all();
 }
 
-std::uint64_t TimerWheel::tick_of(std::chrono::steady_clock::time_point t) const {
+std::uint64_t TimerWheel::tick_of(Clock::time_point t) const {
   return static_cast<std::uint64_t>((t - epoch_) / tick_);
 }
 
 TimerId TimerWheel::add(TimerEntry entry, std::chrono::nanoseconds delay) {
   auto* e = new TimerEntry(std::move(entry));
-  std::uint64_t ticks = static_cast<std::uint64_t>((delay + tick_ - std::chrono::nanoseconds(1)) / tick_);
-  // +1: the current tick has partly elapsed, and a timer must never fire early.
-  std::uint64_t due = tick_of(std::chrono::steady_clock::now()) + ticks + 1;
+  // The first tick boundary at or after now + delay: never early, and exact
+  // when now + delay falls on a boundary (as it does with a manual clock).
+  const std::chrono::nanoseconds at = (detail::now(clock_) - epoch_) + std::max(delay, std::chrono::nanoseconds(0));
+  const std::uint64_t due = static_cast<std::uint64_t>((at + tick_ - std::chrono::nanoseconds(1)) / tick_);
   bool wake;
   TimerId id;
   {
@@ -87,65 +93,98 @@ std::size_t TimerWheel::pending() const {
   return live_.size();
 }
 
+std::size_t TimerWheel::fire_due() {
+  SWARM_DCHECK(!thread_.joinable());
+  MutexLock lock(mu_);
+  std::size_t fired = 0;
+  for (;;) {
+    std::vector<TimerEntry*> due;
+    collect_due_locked(tick_of(detail::now(clock_)), due);
+    if (due.empty()) return fired;  // re-armed and newly added timers are due after the current tick
+    fired += due.size();
+    fire_locked(due);
+  }
+}
+
+std::optional<Clock::time_point> TimerWheel::next_due() const {
+  MutexLock lock(mu_);
+  std::optional<std::uint64_t> first;
+  for (const auto& [id, e] : live_) {
+    if (!e->firing && (!first || e->due_tick < *first)) first = e->due_tick;
+  }
+  if (!first) return std::nullopt;
+  return epoch_ + tick_ * static_cast<std::int64_t>(*first);
+}
+
 void TimerWheel::run() {
   pthread_setname_np(pthread_self(), "swarm-timers");
   MutexLock lock(mu_);
   while (!stop_) {
-    std::uint64_t now = tick_of(std::chrono::steady_clock::now());
     std::vector<TimerEntry*> due;
-    while (current_tick_ < now) {
-      ++current_tick_;
-      TimerEntry** link = &slots_[current_tick_ % kSlots];
-      while (*link != nullptr) {
-        TimerEntry* e = *link;
-        if (e->due_tick <= current_tick_) {
-          *link = e->next;
-          e->firing = true;
-          due.push_back(e);
-        } else {
-          link = &e->next;
-        }
-      }
-    }
+    collect_due_locked(tick_of(detail::now(clock_)), due);
     if (!due.empty()) {
-      // Deliver without the lock: fire() may schedule agents that add timers.
-      mu_.unlock();
-      std::vector<bool> alive(due.size());
-      const auto fired_at = std::chrono::steady_clock::now();
-      for (std::size_t i = 0; i < due.size(); ++i) {
-        if (lag_) {
-          const auto due_at = epoch_ + tick_ * static_cast<std::int64_t>(due[i]->due_tick);
-          const auto late = std::chrono::duration_cast<std::chrono::nanoseconds>(fired_at - due_at).count();
-          lag_.observe_ns(late > 0 ? static_cast<std::uint64_t>(late) : 0);
-        }
-        alive[i] = fire_(*due[i]);
-      }
-      mu_.lock();
-      for (std::size_t i = 0; i < due.size(); ++i) {
-        TimerEntry* e = due[i];
-        e->firing = false;
-        auto it = live_.find(e->id);
-        if (it == live_.end()) {  // cancelled meanwhile
-          delete e;
-          continue;
-        }
-        if (e->period.count() > 0 && alive[i]) {
-          e->due_tick = current_tick_ + static_cast<std::uint64_t>(std::max<std::int64_t>(1, e->period / tick_));
-          place_locked(e);
-        } else {
-          live_.erase(it);
-          delete e;
-        }
-      }
+      fire_locked(due);
       continue;
     }
     sleeping_until_ = live_.empty() ? kNever : current_tick_ + 1;
     if (sleeping_until_ == kNever) {
       cv_.wait(mu_, [&]() SWARM_REQUIRES(mu_) { return stop_ || !live_.empty(); });
-    } else {
+    } else if (clock_ == nullptr) {
       cv_.wait_until(mu_, epoch_ + tick_ * sleeping_until_, [&]() SWARM_REQUIRES(mu_) { return stop_; });
+    } else {
+      // Another clock moves on its own terms: look at it once per tick of real time.
+      cv_.wait_until(mu_, std::chrono::steady_clock::now() + tick_, [&]() SWARM_REQUIRES(mu_) { return stop_; });
     }
     sleeping_until_ = 0;
+  }
+}
+
+void TimerWheel::collect_due_locked(std::uint64_t now, std::vector<TimerEntry*>& due) {
+  while (current_tick_ < now) {
+    ++current_tick_;
+    TimerEntry** link = &slots_[current_tick_ % kSlots];
+    while (*link != nullptr) {
+      TimerEntry* e = *link;
+      if (e->due_tick <= current_tick_) {
+        *link = e->next;
+        e->firing = true;
+        due.push_back(e);
+      } else {
+        link = &e->next;
+      }
+    }
+  }
+}
+
+void TimerWheel::fire_locked(std::vector<TimerEntry*>& due) {
+  // Deliver without the lock: fire() may schedule agents that add timers.
+  mu_.unlock();
+  std::vector<bool> alive(due.size());
+  const auto fired_at = detail::now(clock_);
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    if (lag_) {
+      const auto due_at = epoch_ + tick_ * static_cast<std::int64_t>(due[i]->due_tick);
+      const auto late = std::chrono::duration_cast<std::chrono::nanoseconds>(fired_at - due_at).count();
+      lag_.observe_ns(late > 0 ? static_cast<std::uint64_t>(late) : 0);
+    }
+    alive[i] = fire_(*due[i]);
+  }
+  mu_.lock();
+  for (std::size_t i = 0; i < due.size(); ++i) {
+    TimerEntry* e = due[i];
+    e->firing = false;
+    auto it = live_.find(e->id);
+    if (it == live_.end()) {  // cancelled meanwhile
+      delete e;
+      continue;
+    }
+    if (e->period.count() > 0 && alive[i]) {
+      e->due_tick = current_tick_ + static_cast<std::uint64_t>(std::max<std::int64_t>(1, e->period / tick_));
+      place_locked(e);
+    } else {
+      live_.erase(it);
+      delete e;
+    }
   }
 }
 

@@ -4,16 +4,22 @@
 // wheel itself belongs to the timer thread. When a timer fires, the thread
 // calls `fire(entry)`, which delivers the message; a periodic timer is
 // re-armed unless fire() returns false (its target is gone). Thread-safe.
+//
+// Time comes from a swarm::Clock (nullptr: the real steady clock). Without a
+// thread (Drive::manual, the runtime's step mode) nothing fires until the
+// owner calls fire_due() after moving its clock.
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "base/mutex.hpp"
 #include "metrics/instruments.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/message.hpp"
 
 namespace swarm::detail {
@@ -40,8 +46,15 @@ class TimerWheel {
   /// fire: delivers one timer's message; returns false if the target is gone.
   using FireFn = std::function<bool(const TimerEntry&)>;
 
+  /// Who makes timers fire: the wheel's own thread, or the owner's fire_due().
+  enum class Drive : std::uint8_t { thread, manual };
+
   /// lag: how late each timer fired (a disabled histogram records nothing).
-  TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag = {});
+  /// clock: where time is read (nullptr: std::chrono::steady_clock); it must
+  /// outlive the wheel. With a clock other than the real one and Drive::thread,
+  /// the thread looks at the clock once per tick of real time.
+  TimerWheel(std::chrono::nanoseconds tick, FireFn fire, metrics::Histogram lag = {}, const Clock* clock = nullptr,
+             Drive drive = Drive::thread);
   ~TimerWheel();  // stops the thread; pending timers are dropped
   TimerWheel(const TimerWheel&) = delete;
   TimerWheel& operator=(const TimerWheel&) = delete;
@@ -56,15 +69,28 @@ class TimerWheel {
 
   std::size_t pending() const;  // armed timers
 
+  // -- Drive::manual ---
+
+  /// Fires every timer due by the clock's now (re-arming periodic ones after
+  /// it), on the calling thread; returns how many fired. REQUIRES: Drive::manual.
+  std::size_t fire_due();
+  /// When the earliest armed timer is due, or nullopt when none is armed.
+  std::optional<Clock::time_point> next_due() const;
+
  private:
   static constexpr unsigned kSlots = 4096;
   void run();
+  // Takes the timers due up to tick `now` out of their slots (marked firing).
+  void collect_due_locked(std::uint64_t now, std::vector<TimerEntry*>& due) SWARM_REQUIRES(mu_);
+  // Calls fire() for `due` without the lock, then re-arms or deletes each.
+  void fire_locked(std::vector<TimerEntry*>& due) SWARM_REQUIRES(mu_);
   void place_locked(TimerEntry* e) SWARM_REQUIRES(mu_);
-  std::uint64_t tick_of(std::chrono::steady_clock::time_point t) const;
+  std::uint64_t tick_of(Clock::time_point t) const;
 
   // -- constant after construction ---
   const std::chrono::nanoseconds tick_;
-  const std::chrono::steady_clock::time_point epoch_;
+  const Clock* const clock_;  // nullptr: the real steady clock
+  const Clock::time_point epoch_;
   const FireFn fire_;
   const metrics::Histogram lag_;
 
