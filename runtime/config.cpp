@@ -88,6 +88,10 @@ Result<void> RuntimeConfig::validate() const {
       return unexpected("runtime: audit_topics: '" + pattern + "': " + r.error());
     }
   }
+  if (step_mode && dynamic_cast<const test::ManualClock*>(clock.get()) == nullptr) {
+    return unexpected(std::string("runtime: step_mode needs clock to be a test::ManualClock (nothing else moves "
+                                  "time while agents run on the caller's thread)"));
+  }
   return {};
 }
 

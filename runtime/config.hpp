@@ -13,6 +13,7 @@
 
 #include "base/result.hpp"
 #include "router/router.hpp"
+#include "runtime/clock.hpp"
 #include "runtime/persistence.hpp"
 
 namespace swarm {
@@ -91,6 +92,15 @@ struct RuntimeConfig {
   /// Topic patterns whose published messages go to `lifecycle` as `message`
   /// events (the message audit log). REQUIRES: lifecycle is set.
   std::vector<std::string> audit_topics;
+  /// Time for timers, ask timeouts and supervision (runtime/clock.hpp); none:
+  /// the real steady clock. A test::ManualClock makes those exact in tests.
+  std::shared_ptr<Clock> clock;
+  /// Step mode, for deterministic tests (swarm::test::DeterministicRuntime
+  /// sets it): no worker threads and no timer thread; agents run only on the
+  /// thread that calls the runtime's run_once / run_until_idle, and timers fire
+  /// only when the clock is advanced. `workers` is ignored (one logical
+  /// worker). REQUIRES: clock is a test::ManualClock.
+  bool step_mode = false;
 
   /// OK, or an error that names the first bad field and its allowed values.
   Result<void> validate() const;

@@ -75,7 +75,13 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 }  // namespace
 
 RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
-    : owner_(owner), config_(validated(config)), workers_(config_.workers), router_(config_.router) {
+    : owner_(owner),
+      config_(validated(config)),
+      step_mode_(config_.step_mode),
+      workers_(step_mode_ ? 1 : config_.workers),
+      clock_(config_.clock.get()),
+      manual_clock_(step_mode_ ? dynamic_cast<test::ManualClock*>(config_.clock.get()) : nullptr),
+      router_(config_.router) {
   link_ = std::make_shared<detail::RuntimeLink>();
   {
     MutexLock lock(link_->mu);
@@ -88,9 +94,10 @@ RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
   }
   telemetry_ = std::make_unique<detail::Telemetry>(*this, config_.telemetry);
   timers_ = std::make_unique<detail::TimerWheel>(
-      config_.timer_tick, [this](const detail::TimerEntry& t) { return fire_timer(t); }, telemetry_->timer_lag);
+      config_.timer_tick, [this](const detail::TimerEntry& t) { return fire_timer(t); }, telemetry_->timer_lag,
+      clock_, step_mode_ ? detail::TimerWheel::Drive::manual : detail::TimerWheel::Drive::thread);
   scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_);
-  scheduler_->start();
+  if (!step_mode_) scheduler_->start();  // step mode: the caller's thread runs agents (run_once)
   try {
     telemetry_->start();
   } catch (...) {  // the admin port could not be bound: undo the start

@@ -130,7 +130,7 @@ class Supervisor : public Agent {
 
   SupervisorSpec spec_;
   std::vector<Child> children_;  // in start order
-  std::deque<std::chrono::steady_clock::time_point> restarts_;
+  std::deque<Clock::time_point> restarts_;  // on the runtime's clock (RuntimeConfig::clock)
   std::optional<StopJob> job_;
   std::vector<std::pair<AgentRef, ExitReason>> deferred_;  // exits that came during a job
   bool shutting_down_ = false;

@@ -22,6 +22,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -167,8 +168,28 @@ class RuntimeCore final : public RuntimeView {
                                      std::uint32_t kind, std::uint64_t correlation_id,
                                      std::uint64_t deadline_ns = 0, const ForwardOptions* relay = nullptr) noexcept;
   /// Runs one activation of `agent` on `worker`; true if it still has
-  /// messages (yield it). Worker threads only.
+  /// messages (yield it). Worker threads only (in step mode: run_once).
   bool activate(Agent* agent, Worker& worker) noexcept;
+  /// Where timers and supervisors read time; nullptr: the real steady clock.
+  const Clock* clock() const noexcept { return clock_; }
+
+  // -- step mode (RuntimeConfig::step_mode): the caller's thread runs agents ---
+  // REQUIRES for each: step mode, and not called from a handler.
+
+  bool step_mode() const noexcept { return step_mode_; }
+  /// Runs one activation of the agent made runnable first; false if none is.
+  bool run_once();
+  /// Runs activations until none is runnable or `max` ran; returns how many ran.
+  std::size_t run_until_idle(std::size_t max);
+  /// Fires the timers due by the clock's now; returns how many fired.
+  std::size_t fire_due_timers();
+  /// When the earliest armed timer is due, or nullopt.
+  std::optional<Clock::time_point> next_timer_due() const;
+  /// Runs agents; when none is runnable, moves the manual clock to the next
+  /// timer (never past `deadline`) and fires it; until done() or nothing is
+  /// left to do before `deadline`. The clock ends at `deadline` unless done()
+  /// came first. Returns done().
+  bool step_until(Clock::time_point deadline, const std::function<bool()>& done);
 
  private:
   // The type's record in this runtime, made at its first spawn here.
@@ -248,7 +269,10 @@ class RuntimeCore final : public RuntimeView {
   // -- constant after construction ---
   Runtime& owner_;
   const RuntimeConfig config_;
-  const unsigned workers_;
+  const bool step_mode_;
+  const unsigned workers_;  // 1 in step mode
+  const Clock* const clock_;  // config_.clock, which owns it; nullptr: the real steady clock
+  test::ManualClock* const manual_clock_;  // in step mode, the same clock; else nullptr
 
   // -- own synchronization ---
   AgentTable table_;

@@ -363,6 +363,17 @@ bool Scheduler::quiescent() const noexcept {
          !has_stealable_work();
 }
 
+// -- step mode ---
+
+Agent* Scheduler::take_for_step() noexcept {
+  MutexLock lock(injector_mu_);
+  if (injector_.empty()) return nullptr;
+  Agent* a = injector_.front();
+  injector_.pop_front();
+  injector_size_.store(injector_.size(), std::memory_order_release);
+  return a;
+}
+
 // -- parking and the watcher ---
 
 // Parks until woken. Returns stopping when the scheduler stops (and no queue

@@ -31,6 +31,11 @@
 // verdict always speaks of the current occupant. Without membarrier (old
 // kernels, ThreadSanitizer) both sides use seq_cst fences instead.
 //
+// Step mode (RuntimeConfig::step_mode, for deterministic tests): start() is
+// never called, so no worker thread exists and every schedule() and yield()
+// goes to the injector, a FIFO; the test's thread takes agents from it one at
+// a time (take_for_step) and runs them on worker 0. No hot-path branch.
+//
 // Parking protocol (Dekker-style, both sides seq_cst): a producer publishes
 // work, then reads sleepers_; a parking worker increments sleepers_, then
 // re-checks every queue. One of them must see the other. The watcher role
@@ -130,6 +135,16 @@ class Scheduler {
   std::size_t injector_depth() const noexcept { return injector_size_.load(std::memory_order_relaxed); }
   /// The worker running on this thread, or nullptr outside the workers.
   static Worker* current() noexcept;
+
+  // -- step mode: no threads (see the overview) ---
+
+  /// The agent made runnable first and not run since, or nullptr. REQUIRES:
+  /// start() was never called.
+  Agent* take_for_step() noexcept;
+  /// True when take_for_step() would return an agent.
+  bool runnable_for_step() const noexcept { return injector_size_.load(std::memory_order_acquire) != 0; }
+  /// The worker whose counters step-mode activations use.
+  Worker& step_worker() noexcept { return *workers_[0]; }
 
  private:
   void run_worker(Worker& w);
