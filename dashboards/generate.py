@@ -306,8 +306,9 @@ def storage() -> Board:
     b.graph("Pipelined batches /s", "ops", (f"sum(rate(swarm_state_flush_seconds_count{SEL}[{RATE}]))", "batches"))
     b.graph("Batch round trip", "s", *quantiles("swarm_state_flush_seconds"))
     b.graph("Connected", "short", (f"min(swarm_state_connected{SEL})", "connected"))
-    b.graph("Reconnects and write errors /s", "ops",
+    b.graph("Reconnects, server restarts and write errors /s", "ops",
             (f"sum(rate(swarm_state_reconnects_total{SEL}[{RATE}]))", "reconnects"),
+            (f"sum(rate(swarm_state_server_restarts_total{SEL}[{RATE}]))", "server restarts (states written again)"),
             (f"sum(rate(swarm_state_write_errors_total{SEL}[{RATE}]))", "write errors"))
     b.row("Journal (Postgres COPY batches)")
     b.graph("Events written /s", "ops", (f"sum(rate(swarm_journal_written_total{SEL}[{RATE}]))", "written"))

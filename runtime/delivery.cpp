@@ -291,6 +291,13 @@ void RuntimeCore::dispatch(Agent* agent, Envelope* e) noexcept {
       case SystemKind::control: agent->on_control(m); break;
       case SystemKind::restore: finish_restore(agent, m); break;
       case SystemKind::room: agent->on_room(m.sender); break;
+      case SystemKind::snapshot:
+        if (agent->core_.restoring) {  // its state is on the way: snapshot what it restores
+          hold(agent, e);
+          return;
+        }
+        if (agent->core_.extras && !agent->core_.extras->state_key.empty()) agent->core_.dirty = true;
+        break;
     }
   } catch (const std::exception& ex) {
     begin_exit(agent, {ExitKind::crashed, ex.what()});

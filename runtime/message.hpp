@@ -97,6 +97,7 @@ enum class SystemKind : std::uint8_t {
   control,       // to a runtime-internal handler (supervisor commands): kind is the command
   restore,       // a persistent agent's stored state arrived: kind is how the load went
   room,          // the agent it asked about has room in its mailbox again (sender: that agent)
+  snapshot,      // the state store lost what it wrote: a persistent agent stores its state again
 };
 
 /// Message::topic of a message that was not published on a topic.

@@ -89,4 +89,21 @@ void RuntimeCore::save_state(Agent* agent) noexcept {
   }
 }
 
+// A store whose server lost what it acknowledged (a Redis restarted empty)
+// says so; every live agent is then asked to snapshot again, on its own
+// worker (agents that do not persist ignore the request).
+void RuntimeCore::watch_state_store() {
+  config_.state_store->on_written_state_lost([link = link_] {
+    MutexLock lock(link->mu);
+    if (link->rt != nullptr) link->rt->snapshot_all();
+  });
+}
+
+void RuntimeCore::snapshot_all() noexcept {
+  std::size_t asked = 0;
+  table_.for_each_open([&](Agent*, AgentRef ref) { asked += deliver_system(ref, SystemKind::snapshot) ? 1 : 0; });
+  std::fprintf(stderr, "swarm: the state store lost what it wrote: %zu live agents asked to store their state again\n",
+               asked);
+}
+
 }  // namespace swarm

@@ -61,6 +61,13 @@ class StateStore {
   /// For /readyz: OK, or why the store cannot write now.
   virtual Result<void> ready() const = 0;
 
+  /// `rewrite` is called (on any thread) when what the store wrote may be
+  /// gone from the server, e.g. a Redis that restarted (without persistence,
+  /// or losing its last fsync interval): the owner then puts every live
+  /// state again. A runtime given the store sets it; stores that cannot lose
+  /// what they wrote never call it. Set once, before the first put.
+  virtual void on_written_state_lost(std::function<void()> rewrite) { (void)rewrite; }
+
   /// Adds the store's series to a scrape; the runtime calls it for its /metrics.
   virtual void collect(metrics::Collector& out) const { (void)out; }
 };

@@ -87,6 +87,7 @@ RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
     MutexLock lock(link_->mu);
     link_->rt = this;
   }
+  if (config_.state_store) watch_state_store();
   for (const std::string& pattern : config_.audit_topics) {
     if (auto r = router_.subscribe(pattern, {&audit_endpoint_, 0}); !r) {
       throw std::invalid_argument("runtime: audit_topics: '" + pattern + "': " + r.error());

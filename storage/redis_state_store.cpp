@@ -350,6 +350,11 @@ class RedisStateStore final : public ObservableStateStore {
                       (why.empty() ? std::string() : " (last error: " + why + ")"));
   }
 
+  void on_written_state_lost(std::function<void()> rewrite) override {
+    MutexLock lock(server_mu_);
+    rewrite_ = std::move(rewrite);
+  }
+
   Result<void> ready() const override {
     for (const auto& s : shards_) {
       MutexLock lock(s->mu);
@@ -375,6 +380,8 @@ class RedisStateStore final : public ObservableStateStore {
       out.pending += s->pending.size() + s->taken_left;
       out.connected = out.connected && s->connected;
     }
+    MutexLock lock(server_mu_);
+    out.server_restarts = server_restarts_;
     return out;
   }
 
@@ -396,6 +403,10 @@ class RedisStateStore final : public ObservableStateStore {
     c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, static_cast<double>(s.write_errors));
     c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels,
               static_cast<double>(s.reconnects));
+    c.counter("swarm_state_server_restarts_total",
+              "Times the state store's server came back as a new process (its run_id changed): what it acknowledged "
+              "before may be lost, so live states are written again.",
+              labels, static_cast<double>(s.server_restarts));
     c.gauge("swarm_state_connected", "1 when every state store connection works.", labels, s.connected ? 1 : 0);
     c.histogram("swarm_state_flush_seconds", "Time of one state store write round trip.", labels, flush);
   }
@@ -426,8 +437,9 @@ class RedisStateStore final : public ObservableStateStore {
 
   // -- writer thread ---
 
-  // Opens and prepares a connection (AUTH, SELECT); on failure says why in `error`.
-  Connection connect(std::string& error) const {
+  // Opens and prepares a connection (AUTH, SELECT); on failure says why in
+  // `error`. `run_id` is the server's (INFO server), empty when it will not say.
+  Connection connect(std::string& error, std::string& run_id) const {
     const std::string where = "Redis at " + url_.endpoint();
     Connection c(redisConnectWithTimeout(url_.host.c_str(), url_.port, to_timeval(options_.connect_timeout)));
     if (!c) {
@@ -469,6 +481,19 @@ class RedisStateStore final : public ObservableStateStore {
       if (!command_ok(std::move(auth), "AUTH")) return nullptr;
     }
     if (url_.db != 0 && !command_ok({"SELECT", std::to_string(url_.db)}, "SELECT")) return nullptr;
+    run_id.clear();
+    Reply info(static_cast<redisReply*>(redisCommand(c.get(), "INFO server")));
+    if (!info) {
+      error = "lost the connection to " + where + " during INFO: " + c->errstr;
+      return nullptr;
+    }
+    if (info->type == REDIS_REPLY_STRING) {  // else refused (INFO renamed away): no detection
+      const std::string_view text = reply_text(info.get());
+      if (auto at = text.find("run_id:"); at != std::string_view::npos) {
+        const auto begin = at + 7;
+        run_id = std::string(text.substr(begin, text.find_first_of("\r\n", begin) - begin));
+      }
+    }
     return c;
   }
 
@@ -618,12 +643,13 @@ class RedisStateStore final : public ObservableStateStore {
         if (s.stop) return;
       }
       if (!conn) {
-        std::string error;
-        conn = connect(error);
+        std::string error, run_id;
+        conn = connect(error, run_id);
         if (!conn) {
           failed(error, Failure::cannot_connect);
           continue;
         }
+        note_server(run_id);
         MutexLock lock(s.mu);
         if (s.stop) return;
         s.fd = conn->fd;
@@ -745,10 +771,37 @@ class RedisStateStore final : public ObservableStateStore {
     }
   }
 
+  // A connection reached a server whose run id is `run_id`. Another id than
+  // the last one seen means the server restarted, so what it acknowledged may
+  // be gone (no persistence, or the last fsync interval): the owner writes
+  // every live state again.
+  void note_server(const std::string& run_id) {
+    if (run_id.empty()) return;
+    std::function<void()> rewrite;
+    {
+      MutexLock lock(server_mu_);
+      if (run_id == server_run_id_) return;
+      const bool restarted = !server_run_id_.empty();
+      server_run_id_ = run_id;
+      if (!restarted) return;
+      ++server_restarts_;
+      rewrite = rewrite_;
+    }
+    std::fprintf(stderr, "storage: Redis at %s restarted (its run_id changed): states it acknowledged may be lost; %s\n",
+                 url_.endpoint().c_str(),
+                 rewrite ? "every live persistent agent writes its state again" : "nothing to write them again");
+    if (rewrite) rewrite();
+  }
+
   // -- constant after construction ---
   const RedisStateStoreOptions options_;
   const RedisUrl url_;
   std::vector<std::unique_ptr<Shard>> shards_;  // the vector is constant; each Shard synchronizes itself
+
+  mutable Mutex server_mu_;
+  std::string server_run_id_ SWARM_GUARDED_BY(server_mu_);
+  std::uint64_t server_restarts_ SWARM_GUARDED_BY(server_mu_) = 0;
+  std::function<void()> rewrite_ SWARM_GUARDED_BY(server_mu_);
 
   // -- guarded by callbacks_mu_ ---
   Mutex callbacks_mu_;

@@ -97,6 +97,7 @@ struct StateStoreStats {
   std::uint64_t batches = 0;       // round trips that wrote at least one state
   std::uint64_t write_errors = 0;  // failed writes: lost round trips, and states the server refused
   std::uint64_t reconnects = 0;    // connections opened after one was lost
+  std::uint64_t server_restarts = 0;  // the server came back as a new process (Redis run_id changed)
   std::size_t pending = 0;         // keys whose newest state is not written yet
   bool connected = false;          // every writer holds a working connection
 };
@@ -109,7 +110,7 @@ class ObservableStateStore : public StateStore {
   /// swarm_state_pending_keys (saturation), swarm_state_puts_total,
   /// swarm_state_written_total, swarm_state_coalesced_total,
   /// swarm_state_write_errors_total, swarm_state_reconnects_total,
-  /// swarm_state_connected (0/1) and swarm_state_flush_seconds (one
+  /// swarm_state_server_restarts_total, swarm_state_connected (0/1) and swarm_state_flush_seconds (one
   /// observation per pipelined round trip). A Runtime whose config holds the
   /// store calls this for its own /metrics.
   void collect(metrics::Collector& out) const override = 0;

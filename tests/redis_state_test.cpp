@@ -464,5 +464,53 @@ TEST(RedisStateStore, APersistentAgentGetsItsStateBackInTheNextProcess) {
   EXPECT_EQ(seen.load(), 55);
 }
 
+TEST(RedisStateStore, AServerThatComesBackEmptyIsNoticedAndEveryLiveAgentStoresItsStateAgain) {
+  test::RedisServer redis;  // no persistence: a restart comes back empty
+  constexpr int kAgents = 200;
+  std::vector<std::atomic<long>> seen(kAgents);
+  for (auto& s : seen) s = -1;
+  RuntimeConfig cfg;
+  cfg.workers = 2;
+  cfg.state_store = store(quick(redis));
+  auto* st = static_cast<ObservableStateStore*>(cfg.state_store.get());
+  Runtime rt(std::move(cfg));
+  std::vector<AgentRef> agents;
+  for (int i = 0; i < kAgents; ++i) agents.push_back(rt.spawn<Counter>("counter/" + std::to_string(i), &seen[i]));
+  for (int i = 0; i < kAgents; ++i) ASSERT_EQ(rt.send(agents[i], i + 1), SendResult::ok);
+  ASSERT_TRUE(eventually([&] { return st->stats().written >= kAgents && st->stats().pending == 0; }));
+  ASSERT_EQ(dbsize(redis), kAgents);
+  EXPECT_EQ(st->stats().server_restarts, 0u);
+
+  redis.stop(true);
+  redis.start();  // the same address, nothing in it
+  ASSERT_EQ(dbsize(redis), 0);
+  ASSERT_TRUE(eventually([&] { return st->stats().server_restarts == 1; }));
+  ASSERT_TRUE(eventually([&] { return dbsize(redis) == kAgents; }));
+  for (int i = 0; i < kAgents; ++i) {
+    auto raw = stored(redis, "counter/" + std::to_string(i));
+    ASSERT_TRUE(raw) << i;
+    EXPECT_EQ(raw->data, std::to_string(i + 1)) << i;
+    EXPECT_GE(raw->version, 2u) << i;  // a new snapshot, not a replay of the lost one
+  }
+  EXPECT_NE(rt.metrics().render().find("swarm_state_server_restarts_total{backend=\"redis\"} 1"), std::string::npos);
+}
+
+TEST(RedisStateStore, AServerRestartedWithItsDataStillMakesLiveAgentsStoreAgain) {
+  // Even a durable server may have lost its last fsync interval: a new run id is enough.
+  test::RedisServer redis({.appendonly = true});
+  auto s = store(quick(redis));
+  std::atomic<int> rewrites{0};
+  s->on_written_state_lost([&] { ++rewrites; });
+  s->put("k", {.data = "v", .version = 1});
+  ASSERT_TRUE(s->flush(kPatience));
+  redis.stop(true);
+  redis.start();
+  s->put("k", {.data = "w", .version = 2});
+  ASSERT_TRUE(s->flush(kPatience));
+  ASSERT_TRUE(eventually([&] { return rewrites.load() == 1; }));
+  EXPECT_EQ(s->stats().server_restarts, 1u);
+  EXPECT_EQ(stored(redis, "k")->data, "w");
+}
+
 }  // namespace
 }  // namespace swarm::storage

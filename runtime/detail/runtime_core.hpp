@@ -243,6 +243,8 @@ class RuntimeCore final : public RuntimeView {
   void hold(Agent* agent, Envelope* e) noexcept;
   void finish_restore(Agent* agent, Message& m);
   void save_state(Agent* agent) noexcept;
+  void watch_state_store();
+  void snapshot_all() noexcept;
   void flush_storage();
 
   // Delivers published messages to agents' mailboxes; addresses are AgentRef bits.
