@@ -113,6 +113,11 @@ struct PostgresJournalOptions {
   std::chrono::milliseconds backoff_initial{50}, backoff_max{5000};
   std::chrono::milliseconds close_timeout{5000};  // the destructor's last flush
   std::chrono::seconds connect_timeout{10};       // when the DSN sets none (PgPoolOptions::connect_timeout)
+  /// One round trip of the writer (a COPY batch, the migrations, a heartbeat)
+  /// without an answer for this long: its connection is cut and the batch is
+  /// retried on a new one (a frozen server or a silent network; libpq itself
+  /// would wait forever). Shutdown cuts it at once after close_timeout.
+  std::chrono::milliseconds statement_timeout{30000};
 };
 
 /// A journal kept in memory (tests, single-process runs): at most `max_events`

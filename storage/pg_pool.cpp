@@ -117,7 +117,7 @@ Result<std::unique_ptr<PgPool::Conn>> PgPool::open() {
   }
 }
 
-Result<PgPool::Lease> PgPool::acquire(std::chrono::milliseconds timeout) {
+Result<PgPool::Lease> PgPool::acquire(std::chrono::milliseconds timeout, bool check_idle) {
   const auto start = Clock::now();
   const auto deadline = start + timeout;
   std::unique_ptr<Conn> conn;
@@ -139,7 +139,8 @@ Result<PgPool::Lease> PgPool::acquire(std::chrono::milliseconds timeout) {
     ++opening_;  // the slot is ours while we check or connect
   }
   // The server may have closed a connection that sat idle (restart, idle timeout).
-  if (conn != nullptr && Clock::now() - conn->last_used >= options_.check_after_idle && !healthy(conn->c)) {
+  if (check_idle && conn != nullptr && Clock::now() - conn->last_used >= options_.check_after_idle &&
+      !healthy(conn->c)) {
     conn.reset();
     MutexLock lock(mu_);
     ++counters_.discarded;

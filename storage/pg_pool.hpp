@@ -102,8 +102,11 @@ class PgPool {
   PgPool& operator=(const PgPool&) = delete;
 
   /// A lease, or an error: the server cannot be reached, or every connection
-  /// stayed leased for `timeout` (counted in acquire_timeouts).
-  Result<Lease> acquire(std::chrono::milliseconds timeout);
+  /// stayed leased for `timeout` (counted in acquire_timeouts). An idle
+  /// connection is checked with a round trip first, unless `check_idle` is
+  /// false (a caller that bounds its own first statement, as the journal's
+  /// writer does: the check has no deadline, a frozen server holds it forever).
+  Result<Lease> acquire(std::chrono::milliseconds timeout, bool check_idle = true);
   Result<Lease> acquire() { return acquire(options_.acquire_timeout); }
 
   /// Opens connections until min_size are open (best effort: stops at the

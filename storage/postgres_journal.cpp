@@ -20,6 +20,7 @@
 // stages every batch (the plain version, for comparison and as a fallback).
 
 #include <libpq-fe.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
@@ -309,6 +310,7 @@ class PostgresJournal final : public Journal {
                .connect_timeout = options_.connect_timeout,
                .prepared = prepared_statements()}) {
     writer_ = std::thread([this] { run(); });
+    watchdog_ = std::thread([this] { watch(); });
   }
 
   ~PostgresJournal() override {
@@ -318,10 +320,13 @@ class PostgresJournal final : public Journal {
       MutexLock lock(mu_);
       stop_ = true;
       callbacks.swap(callbacks_);
+      cut_round_trip();  // a writer waiting on a silent server returns now
     }
     work_cv_.notify_all();
     done_cv_.notify_all();
+    watch_cv_.notify_all();
     writer_.join();
+    watchdog_.join();
     // Not under mu_: remove_callback waits for a running scrape, which takes mu_.
     for (auto [registry, id] : callbacks) registry->remove_callback(id);
   }
@@ -502,9 +507,14 @@ class PostgresJournal final : public Journal {
       }
       try {
         if (!conn) {
-          auto lease = pool_.acquire();
+          // Unchecked: the first statement below is the check, and the watchdog bounds it.
+          auto lease = pool_.acquire(options_.acquire_timeout, false);
           if (!lease) throw PoolError(lease.error().substr(lease.error().rfind("storage: ", 0) == 0 ? 9 : 0));
           conn.emplace(std::move(*lease));
+          {
+            MutexLock lock(mu_);
+            writer_fd_ = (**conn).sock();
+          }
           staging_created = false;
           if (!migrated_) {
             run_migrations(**conn);
@@ -553,6 +563,11 @@ class PostgresJournal final : public Journal {
       {
         MutexLock lock(mu_);
         waiting_since_ = {};
+        if (cut_ && !error.empty()) {
+          error = "Postgres did not answer within statement_timeout (" +
+                  std::to_string(options_.statement_timeout.count()) + " ms): connection cut";
+        }
+        cut_ = false;
       }
 
       if (error.empty()) {
@@ -577,6 +592,10 @@ class PostgresJournal final : public Journal {
       // which checks the schema again (a dropped table is created anew).
       migrated_ = false;
       if (conn) {
+        {
+          MutexLock lock(mu_);  // before the socket closes: the watchdog must not cut a reused descriptor
+          writer_fd_ = -1;
+        }
         conn->discard();
         conn.reset();
       }
@@ -637,6 +656,25 @@ class PostgresJournal final : public Journal {
     copy.complete();
   }
 
+  // The watchdog: cuts the writer's connection when a round trip outlasts statement_timeout.
+  void watch() {
+    const milliseconds every = std::clamp(options_.statement_timeout / 4, milliseconds(10), milliseconds(1000));
+    MutexLock lock(mu_);
+    while (!stop_) {
+      watch_cv_.wait_until(mu_, Clock::now() + every, [&]() SWARM_REQUIRES(mu_) { return stop_; });
+      if (stop_ || writer_fd_ < 0 || waiting_since_ == Clock::time_point{}) continue;
+      if (Clock::now() - waiting_since_ >= options_.statement_timeout) cut_round_trip();  // the writer logs it
+    }
+  }
+
+  // Shuts the writer's socket down: its round trip fails at once, as on a lost connection.
+  void cut_round_trip() SWARM_REQUIRES(mu_) {
+    if (writer_fd_ < 0) return;
+    ::shutdown(writer_fd_, SHUT_RDWR);
+    writer_fd_ = -1;
+    cut_ = true;
+  }
+
   static constexpr milliseconds kHeartbeat{1000};  // an idle writer checks its connection this often
   // A round trip (heartbeat, connect or batch) this long without an answer: not ready.
   static constexpr milliseconds kStalled{5000};
@@ -647,6 +685,7 @@ class PostgresJournal final : public Journal {
   // -- own synchronization ---
   PgPool pool_;
   std::thread writer_;
+  std::thread watchdog_;
 
   // -- writer thread only ---
   bool migrated_ = false;
@@ -657,6 +696,7 @@ class PostgresJournal final : public Journal {
   mutable Mutex mu_;
   CondVar work_cv_;  // writer waits: events, flush requests, stop
   CondVar done_cv_;  // flush() waits: a batch committed
+  CondVar watch_cv_;  // the watchdog waits: stop
   std::deque<JournalEvent> queue_ SWARM_GUARDED_BY(mu_);
   std::size_t in_flight_ SWARM_GUARDED_BY(mu_) = 0;  // taken by the writer, not committed yet
   std::uint64_t appended_ SWARM_GUARDED_BY(mu_) = 0;
@@ -670,6 +710,8 @@ class PostgresJournal final : public Journal {
   bool stop_ SWARM_GUARDED_BY(mu_) = false;
   bool connected_ SWARM_GUARDED_BY(mu_) = false;
   Clock::time_point waiting_since_ SWARM_GUARDED_BY(mu_);  // the writer's round trip in progress, if any
+  int writer_fd_ SWARM_GUARDED_BY(mu_) = -1;  // the socket of the writer's connection, while it holds one
+  bool cut_ SWARM_GUARDED_BY(mu_) = false;    // the watchdog (or shutdown) cut the round trip in progress
   std::string last_error_ SWARM_GUARDED_BY(mu_);
   metrics::HistogramSnapshot flush_hist_ SWARM_GUARDED_BY(mu_);
   std::vector<std::pair<metrics::Registry*, std::uint64_t>> callbacks_ SWARM_GUARDED_BY(mu_);
@@ -759,6 +801,7 @@ Result<std::unique_ptr<Journal>> make_postgres_journal(PostgresJournalOptions op
   if (options.acquire_timeout.count() < 0 || options.max_delay.count() < 0 || options.close_timeout.count() < 0) {
     return bad("timeouts must not be negative");
   }
+  if (options.statement_timeout.count() <= 0) return bad("statement_timeout must be positive");
   return std::unique_ptr<Journal>(std::make_unique<PostgresJournal>(std::move(options)));
 }
 

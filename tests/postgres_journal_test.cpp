@@ -695,5 +695,45 @@ TEST(PostgresJournalFault, AFrozenServerIsNotReadyAndNothingIsLostWhenItThaws) {
   EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal"), 101);
 }
 
+// A round trip that outlasts statement_timeout is cut and its batch retried on
+// a new connection once the server answers: nothing lost, nothing twice.
+TEST(PostgresJournalFault, AStatementOnAFrozenServerIsCutAfterStatementTimeoutAndRetriedExactlyOnce) {
+  test::PostgresServer pg({.fsync = true});
+  auto j = journal({.dsn = pg.dsn(),
+                    .backoff_initial = 20ms,
+                    .backoff_max = 200ms,
+                    .close_timeout = 1s,
+                    .connect_timeout = 1s,
+                    .statement_timeout = 500ms});
+  j->append(event(EventKind::spawned, 1, "w", 0));
+  ASSERT_TRUE(j->flush(kPatience));
+  pg.freeze();
+  for (int i = 0; i < 100; ++i) j->append(event(EventKind::spawned, static_cast<std::uint64_t>(2 + i), "w", 0));
+  // Cut, then reconnects that time out: not ready, a write error counted.
+  ASSERT_TRUE(eventually([&] { return j->stats().write_errors >= 1 && !j->ready(); }, 20s));
+  pg.thaw();
+  auto flushed = j->flush(kPatience);
+  ASSERT_TRUE(flushed) << flushed.error();
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(*) FROM swarm_journal"), 101);
+  EXPECT_EQ(scalar(pg.dsn(), "SELECT count(DISTINCT event_id) FROM swarm_journal"), 101);
+}
+
+// Whatever the server does, the destructor returns within close_timeout plus
+// one cut: it does not wait for a statement the server will never answer.
+TEST(PostgresJournalFault, ClosingWhileTheServerIsFrozenMidStatementReturnsWithinItsBound) {
+  test::PostgresServer pg({.fsync = true});
+  auto j = journal({.dsn = pg.dsn(), .close_timeout = 1s, .connect_timeout = 1s});  // statement_timeout 30 s
+  j->append(event(EventKind::spawned, 1, "w", 0));
+  ASSERT_TRUE(j->flush(kPatience));
+  pg.freeze();
+  for (int i = 0; i < 100; ++i) j->append(event(EventKind::spawned, static_cast<std::uint64_t>(2 + i), "w", 0));
+  ASSERT_TRUE(eventually([&] { return !j->ready(); }, 20s));  // the writer waits on the frozen server
+  const auto start = std::chrono::steady_clock::now();
+  j.reset();
+  const auto took = std::chrono::steady_clock::now() - start;
+  pg.thaw();
+  EXPECT_LT(took, 5s) << "close_timeout is 1 s";
+}
+
 }  // namespace
 }  // namespace swarm::storage
