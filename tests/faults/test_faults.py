@@ -1,17 +1,24 @@
 """Faults of the servers swarm-demo writes to: it must end within its bound,
 say what it could not write, and exit non-zero (3) rather than report success.
-Servers that never come up, a port that accepts and never answers, and a
-real Redis holding a poisoned key; more runs against real Redis and Postgres
+Servers that never come up, a port that accepts and never answers, a real
+Redis holding a poisoned key, and real Redis and Postgres servers killed,
+restarted empty or frozen (SIGSTOP) while the demo runs; finer-grained runs
 are in the C++ storage tests."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from servers import Postgres, Redis, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SWARM_BUILD", ROOT / "build"))
@@ -90,3 +97,133 @@ def test_a_poisoned_state_key_ends_the_run_loudly_with_exit_4() -> None:
     assert "root supervisor" in done.stderr and "gave up" in done.stderr
     assert "swarm:state:demo-peer-5" in done.stderr and "WRONGTYPE" in done.stderr
     assert took < 30
+
+
+# -- servers that fail while the demo runs ---
+
+class Demo:
+    """swarm-demo running in the background, its admin port open."""
+
+    def __init__(self, *args: str, agents: int = 1000, seconds: float = 4) -> None:
+        self.admin = free_port()
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen([str(DEMO), "--agents", str(agents), "--seconds", str(seconds),
+                                      "--admin", f"127.0.0.1:{self.admin}", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ready(self) -> int:
+        """/readyz status: 200 ready, 503 not (0: the admin port is not up yet)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin}/readyz", timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return 0
+
+    def finish(self, bound: float) -> tuple[int, str, str, float]:
+        out, err = self.proc.communicate(timeout=bound + 30)
+        return self.proc.returncode, out, err, time.monotonic() - self.start
+
+
+def journal_summary(out: str) -> tuple[int, int]:
+    """(events appended, events written) from the demo's summary."""
+    m = re.search(r"journal\s+postgres: (\d+) events, (\d+) written", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+def rows_of(pg: Postgres) -> int:
+    try:
+        return int(pg.query("SELECT count(*) FROM swarm_journal"))
+    except subprocess.CalledProcessError:  # the table is not there yet
+        return 0
+
+
+def test_a_redis_restarted_empty_mid_run_gets_every_peers_state_again(tmp_path: Path) -> None:
+    redis = Redis(tmp_path)  # no persistence: a restart comes back empty
+    redis.start()
+    try:
+        demo = Demo("--redis", redis.url)
+        wait_until(lambda: redis.keys() >= 1000, 30, "every peer's state in Redis")
+        redis.kill()
+        redis.start()
+        code, out, err, _ = demo.finish(bound=60)
+        assert code == 0, err
+        assert "restarted (its run_id changed)" in err, err
+        assert redis.keys() == 1000, err
+    finally:
+        redis.stop()
+
+
+def test_a_redis_frozen_mid_run_is_not_ready_and_the_run_still_writes_everything(tmp_path: Path) -> None:
+    redis = Redis(tmp_path)
+    redis.start()
+    try:
+        demo = Demo("--redis", redis.url, seconds=15)
+        wait_until(lambda: redis.keys() >= 1000 and demo.ready() == 200, 30, "a ready demo with every state")
+        redis.signal(signal.SIGSTOP)
+        wait_until(lambda: demo.ready() == 503, 15, "/readyz to say not ready during the freeze")
+        redis.signal(signal.SIGCONT)
+        wait_until(lambda: demo.ready() == 200, 15, "/readyz to say ready after the thaw")
+        code, out, err, _ = demo.finish(bound=60)
+        assert code == 0, err
+        assert "0 pending" in out, out
+    finally:
+        redis.stop()
+
+
+def test_a_postgres_frozen_mid_run_then_thawed_loses_nothing_and_writes_nothing_twice() -> None:
+    pg = Postgres()
+    pg.start()
+    try:
+        demo = Demo("--postgres", pg.dsn, "--crash-rate", "0.0001", seconds=15)
+        wait_until(lambda: rows_of(pg) >= 1000 and demo.ready() == 200, 30, "a ready demo writing its journal")
+        pg.signal_all(signal.SIGSTOP)
+        wait_until(lambda: demo.ready() == 503, 20, "/readyz to say not ready during the freeze")
+        pg.signal_all(signal.SIGCONT)
+        wait_until(lambda: demo.ready() == 200, 20, "/readyz to say ready after the thaw")
+        code, out, err, _ = demo.finish(bound=60)
+        assert code == 0, err
+        appended, written = journal_summary(out)
+        assert appended == written
+        assert rows_of(pg) == written
+        assert int(pg.query("SELECT count(DISTINCT event_id) FROM swarm_journal")) == written
+    finally:
+        pg.stop()
+
+
+def test_a_postgres_frozen_until_the_end_bounds_the_exit_and_reports_the_loss() -> None:
+    pg = Postgres()
+    pg.start()
+    try:
+        demo = Demo("--postgres", pg.dsn, "--crash-rate", "0.0001", seconds=3)
+        wait_until(lambda: rows_of(pg) >= 1000, 30, "the journal to be written")
+        pg.signal_all(signal.SIGSTOP)
+        code, out, err, took = demo.finish(bound=40)
+        assert code == 3, err
+        assert "journal events it accepted were not written" in err
+        appended, written = journal_summary(out)
+        assert written < appended
+        # The run, the runtime's shutdown flush (5 s) and the journal's close_timeout (5 s), then the cut.
+        assert took < 25, took
+    finally:
+        pg.stop()
+
+
+def test_a_postgres_killed_mid_run_and_restarted_loses_nothing() -> None:
+    pg = Postgres()
+    pg.start()
+    try:
+        demo = Demo("--postgres", pg.dsn, "--crash-rate", "0.0001", seconds=8)
+        wait_until(lambda: rows_of(pg) >= 1000, 30, "the journal to be written")
+        pg.crash()
+        pg.start()  # crash recovery replays the WAL: what was acknowledged is there
+        code, out, err, _ = demo.finish(bound=60)
+        assert code == 0, err
+        appended, written = journal_summary(out)
+        assert appended == written
+        assert rows_of(pg) == written
+        assert int(pg.query("SELECT count(DISTINCT event_id) FROM swarm_journal")) == written
+    finally:
+        pg.stop()
