@@ -12,12 +12,16 @@
 #include "runtime/json.hpp"
 #include "runtime/runtime.hpp"
 #include "runtime/test_util.hpp"
+#include "runtime/testing.hpp"
 
 namespace swarm {
 namespace {
 
 using namespace std::chrono_literals;
+using test::DeterministicRuntime;
 using test::eventually;
+
+bool ready(const std::future<Reply>& f) { return f.wait_for(0s) == std::future_status::ready; }
 
 RuntimeConfig two_workers() {
   RuntimeConfig c;
@@ -68,19 +72,29 @@ struct OpenAtExit {
   ~OpenAtExit() { s.open = true; }
 };
 
+// Most tests here run on the deterministic runtime: the test's thread runs
+// the agents (run_until_idle) and moves time (advance), so a future is ready
+// or not at an exact point.
+
 TEST(Ask, FromMainTheAnswerComesBackThroughAFuture) {
-  Runtime rt(two_workers());
-  const AgentRef g = rt.spawn<Greeter>();
-  std::future<Reply> f = rt.ask(g, std::string("world"), 5s);
-  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  DeterministicRuntime rt;
+  const AgentRef g = rt->spawn<Greeter>();
+  std::future<Reply> f = rt->ask(g, std::string("world"), 5s);
+  EXPECT_FALSE(ready(f));  // nobody ran yet
+  rt.run_until_idle();
+  ASSERT_TRUE(ready(f));
   const Reply r = f.get();
   ASSERT_TRUE(r.ok()) << to_string(r.status);
   EXPECT_EQ(r.message.as<std::string>(), "hello, world");
   EXPECT_EQ(r.message.sender, g);
 
-  Reply j = rt.ask(g, nlohmann::json{{"name", "swarm"}}, 5s).get();
+  std::future<Reply> fj = rt->ask(g, nlohmann::json{{"name", "swarm"}}, 5s);
+  rt.run_until_idle();
+  ASSERT_TRUE(ready(fj));
+  Reply j = fj.get();
   ASSERT_TRUE(j.ok()) << to_string(j.status);
   EXPECT_EQ(j.message.as<nlohmann::json>()["length"], 5);
+  EXPECT_FALSE(rt.next_timeout().has_value());  // answered: both timeouts are cancelled
 }
 
 TEST(Ask, ManyThreadsAskAtOnceAndEachGetsItsOwnAnswer) {
@@ -101,7 +115,21 @@ TEST(Ask, ManyThreadsAskAtOnceAndEachGetsItsOwnAnswer) {
   EXPECT_EQ(right.load(), 800);
 }
 
-TEST(Ask, NoAnswerInTimeIsATimeout) {
+TEST(Ask, NoAnswerInTimeIsATimeoutExactlyAtTheDeadline) {
+  DeterministicRuntime rt;
+  const AgentRef s = rt->spawn<Silent>();
+  std::future<Reply> f = rt->ask(s, 1, 20ms);
+  rt.run_until_idle();  // Silent got the request and said nothing
+  rt.advance(19ms);
+  rt.run_until_idle();
+  EXPECT_FALSE(ready(f)) << "timed out before the deadline";
+  EXPECT_EQ(rt.advance(1ms), 1u);
+  ASSERT_TRUE(ready(f));
+  EXPECT_EQ(f.get().status, AskStatus::timeout);
+  EXPECT_EQ(rt.elapsed(), 20ms);
+}
+
+TEST(Ask, NoAnswerInTimeIsATimeoutOnWorkerThreads) {
   Runtime rt(two_workers());
   const AgentRef s = rt.spawn<Silent>();
   std::future<Reply> f = rt.ask(s, 1, 20ms);
@@ -110,50 +138,66 @@ TEST(Ask, NoAnswerInTimeIsATimeout) {
 }
 
 TEST(Ask, AGoneAgentAnswersAtOnceWithDeadAgent) {
-  Runtime rt(two_workers());
-  const AgentRef g = rt.spawn<Greeter>();
-  ASSERT_TRUE(rt.stop(g));
-  ASSERT_TRUE(eventually([&] { return !rt.alive(g); }));
-  std::future<Reply> f = rt.ask(g, std::string("anyone?"), 1h);
-  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);  // not after the hour
+  DeterministicRuntime rt;
+  const AgentRef g = rt->spawn<Greeter>();
+  ASSERT_TRUE(rt->stop(g));
+  rt.run_until_idle();
+  ASSERT_FALSE(rt->alive(g));
+  std::future<Reply> f = rt->ask(g, std::string("anyone?"), 1h);
+  ASSERT_TRUE(ready(f));  // at once: nothing ran, no time passed
   EXPECT_EQ(f.get().status, AskStatus::dead_agent);
 }
 
 TEST(Ask, AnAgentThatExitsWithTheRequestQueuedAnswersDeadAgent) {
-  GateState gs;
-  Runtime rt(two_workers());
-  OpenAtExit opener{gs};
-  const AgentRef gate = rt.spawn<Gate>(gs);
-  ASSERT_EQ(rt.send(gate, 0), SendResult::ok);  // occupies it
-  std::future<Reply> f = rt.ask(gate, 1, 1h);
-  ASSERT_TRUE(rt.kill(gate));
-  gs.open = true;
-  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  DeterministicRuntime rt;
+  const AgentRef g = rt->spawn<Greeter>();
+  ASSERT_EQ(rt->send(g, std::string("first")), SendResult::ok);
+  std::future<Reply> f = rt->ask(g, std::string("queued"), 1h);
+  ASSERT_TRUE(rt->kill(g));
+  EXPECT_FALSE(ready(f));
+  rt.run_until_idle();
+  ASSERT_TRUE(ready(f));
   EXPECT_EQ(f.get().status, AskStatus::dead_agent);
+  EXPECT_EQ(rt.elapsed(), 0ms);  // not after the hour
 }
 
 TEST(Ask, AfterShutdownTheAnswerIsShuttingDown) {
-  Runtime rt(two_workers());
-  const AgentRef g = rt.spawn<Greeter>();
-  rt.shutdown();
-  EXPECT_EQ(rt.ask(g, std::string("late"), 1h).get().status, AskStatus::shutting_down);
+  DeterministicRuntime rt;
+  const AgentRef g = rt->spawn<Greeter>();
+  rt->shutdown();
+  std::future<Reply> f = rt->ask(g, std::string("late"), 1h);
+  ASSERT_TRUE(ready(f));
+  EXPECT_EQ(f.get().status, AskStatus::shutting_down);
+}
+
+TEST(Ask, ACallerStillWaitingAtShutdownIsToldShuttingDown) {
+  DeterministicRuntime rt;
+  const AgentRef s = rt->spawn<Silent>();
+  std::future<Reply> f = rt->ask(s, 1, 1h);
+  rt->shutdown();
+  ASSERT_TRUE(ready(f));
+  EXPECT_EQ(f.get().status, AskStatus::shutting_down);
+  EXPECT_LT(rt.elapsed(), 1h);  // its timeout was not waited for
 }
 
 TEST(Request, OnATopicTheFirstSubscriberAnswers) {
-  Runtime rt(two_workers());
-  const AgentRef g = rt.spawn<Greeter>();
-  ASSERT_TRUE(rt.subscribe(g, "greet.*", "greeters"));
-  Reply r = rt.request("greet.en", Payload::of(std::string("topic")), 5s).get();
+  DeterministicRuntime rt;
+  const AgentRef g = rt->spawn<Greeter>();
+  ASSERT_TRUE(rt->subscribe(g, "greet.*", "greeters"));
+  std::future<Reply> f = rt->request("greet.en", Payload::of(std::string("topic")), 5s);
+  rt.run_until_idle();
+  ASSERT_TRUE(ready(f));
+  Reply r = f.get();
   ASSERT_TRUE(r.ok()) << to_string(r.status);
   EXPECT_EQ(r.message.as<std::string>(), "hello, topic");
 }
 
 TEST(Request, NobodySubscribedIsNoResponderAtOnce) {
-  Runtime rt(two_workers());
-  std::future<Reply> f = rt.request("nobody.here", Payload::of(1), 1h);
-  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  DeterministicRuntime rt;
+  std::future<Reply> f = rt->request("nobody.here", Payload::of(1), 1h);
+  ASSERT_TRUE(ready(f));
   EXPECT_EQ(f.get().status, AskStatus::no_responder);
-  EXPECT_THROW((void)rt.request("bad..topic", Payload::of(1), 1s), std::invalid_argument);
+  EXPECT_THROW((void)rt->request("bad..topic", Payload::of(1), 1s), std::invalid_argument);
 }
 
 TEST(Deadline, AMessageNotHandledBeforeItsDeadlineIsCountedExpired) {
