@@ -6,7 +6,10 @@
 
 #include <atomic>
 #include <latch>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "metrics/registry.hpp"
 #include "runtime/runtime.hpp"
@@ -137,28 +140,42 @@ TEST(Telemetry, SlowConsumersAreNamedAndBoundedToTopN) {
 TEST(Telemetry, ASlowHandlerIsReportedOnceWhileItRuns) {
   RuntimeConfig cfg = sampled_config();
   cfg.telemetry.slow_handler_threshold = 50ms;
-  std::atomic<int> reports{0};
-  std::atomic<bool> release{false};
+  std::mutex mu;
+  std::vector<std::uint64_t> reported;  // agent bits, one per report
   std::string type;
-  std::uint64_t agent_bits = 0;
+  std::atomic<bool> release{false}, release_second{false};
   cfg.telemetry.on_slow_handler = [&](const SlowHandler& h) {
-    type = h.type;
-    agent_bits = h.agent_bits;
     EXPECT_GE(h.running_for, 50ms);
-    reports.fetch_add(1);
+    std::lock_guard lock(mu);
+    if (reported.empty()) type = h.type;
+    reported.push_back(h.agent_bits);
     release = true;  // the handler is still running when we are told
+    if (reported.size() == 2) release_second = true;
+  };
+  const auto reports = [&] {
+    std::lock_guard lock(mu);
+    return reported;
   };
   Runtime rt(cfg);
+  struct ReleaseAtExit {  // after rt: a failed assertion must not leave a handler stuck at shutdown
+    std::atomic<bool>& a;
+    std::atomic<bool>& b;
+    ~ReleaseAtExit() { a = b = true; }
+  } release_at_exit{release, release_second};
   std::atomic<int> entered{0};
   AgentRef s = rt.spawn<Stuck>(release, entered);
   ASSERT_EQ(rt.send(s, Payload::of(0)), SendResult::ok);
-  ASSERT_TRUE(eventually([&] { return reports.load() == 1; }));
+  ASSERT_TRUE(eventually([&] { return reports().size() == 1; }));
   ASSERT_TRUE(rt.wait_idle());
-  std::this_thread::sleep_for(100ms);
-  EXPECT_EQ(reports.load(), 1);
+  // A second slow handler afterwards: once the watchdog reports it, it has
+  // looked again and again since the first one ended (no fixed sleep).
+  AgentRef second = rt.spawn<Stuck>(release_second, entered);
+  ASSERT_EQ(rt.send(second, Payload::of(0)), SendResult::ok);
+  ASSERT_TRUE(eventually([&] { return reports().size() >= 2; }));
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_EQ(reports(), (std::vector<std::uint64_t>{s.bits(), second.bits()}));  // the first only once
   EXPECT_EQ(type, "stuck");
-  EXPECT_EQ(agent_bits, s.bits());
-  EXPECT_NE(rt.metrics().render().find("swarm_slow_handlers_total{type=\"stuck\"} 1"), std::string::npos);
+  EXPECT_NE(rt.metrics().render().find("swarm_slow_handlers_total{type=\"stuck\"} 2"), std::string::npos);
 }
 
 // A lifecycle sink whose shutdown flush takes a while (a slow journal).
