@@ -77,11 +77,11 @@ const RuntimeConfig& validated(const RuntimeConfig& c) {
 RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
     : owner_(owner),
       config_(validated(config)),
+      workers_(config_.step_mode ? 1 : config_.workers),
+      router_(config_.router),
       step_mode_(config_.step_mode),
-      workers_(step_mode_ ? 1 : config_.workers),
       clock_(config_.clock.get()),
-      manual_clock_(step_mode_ ? dynamic_cast<test::ManualClock*>(config_.clock.get()) : nullptr),
-      router_(config_.router) {
+      manual_clock_(step_mode_ ? dynamic_cast<test::ManualClock*>(config_.clock.get()) : nullptr) {
   link_ = std::make_shared<detail::RuntimeLink>();
   {
     MutexLock lock(link_->mu);

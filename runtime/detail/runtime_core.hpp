@@ -271,10 +271,7 @@ class RuntimeCore final : public RuntimeView {
   // -- constant after construction ---
   Runtime& owner_;
   const RuntimeConfig config_;
-  const bool step_mode_;
   const unsigned workers_;  // 1 in step mode
-  const Clock* const clock_;  // config_.clock, which owns it; nullptr: the real steady clock
-  test::ManualClock* const manual_clock_;  // in step mode, the same clock; else nullptr
 
   // -- own synchronization ---
   AgentTable table_;
@@ -324,7 +321,13 @@ class RuntimeCore final : public RuntimeView {
 
   std::unique_ptr<Telemetry> telemetry_;
   std::unique_ptr<TimerWheel> timers_;
-  std::unique_ptr<Scheduler> scheduler_;  // last: its threads use everything above
+  std::unique_ptr<Scheduler> scheduler_;  // its threads use everything above
+
+  // -- constant after construction; off the hot path, so kept behind it (the
+  // members above keep their offsets) ---
+  const bool step_mode_;
+  const Clock* const clock_;  // config_.clock, which owns it; nullptr: the real steady clock
+  test::ManualClock* const manual_clock_;  // in step mode, the same clock; else nullptr
 };
 
 }  // namespace detail
