@@ -110,7 +110,7 @@ struct PostgresJournalOptions {
   /// table and INSERT … ON CONFLICT DO NOTHING. false: every batch goes that way.
   bool direct_copy = true;
   std::chrono::milliseconds max_delay{20};  // a partial batch waits at most this long
-  std::chrono::milliseconds backoff_initial{50}, backoff_max{5000};
+  std::chrono::milliseconds backoff_initial{50}, backoff_max{250};
   std::chrono::milliseconds close_timeout{5000};  // the destructor's last flush
   std::chrono::seconds connect_timeout{10};       // when the DSN sets none (PgPoolOptions::connect_timeout)
   /// One round trip of the writer (a COPY batch, the migrations, a heartbeat)

@@ -188,6 +188,18 @@ void PgPool::give_back(std::unique_ptr<Conn> conn, bool broken) noexcept {
   // A broken connection is closed here, outside the lock.
 }
 
+void PgPool::discard_idle() {
+  std::vector<std::unique_ptr<Conn>> closing;
+  {
+    MutexLock lock(mu_);
+    closing.swap(idle_);
+    counters_.discarded += closing.size();
+    broken_pending_ += closing.size();
+  }
+  cv_.notify_all();  // room to open new ones
+  // The connections close here, outside the lock.
+}
+
 std::size_t PgPool::warm_up() {
   for (;;) {
     {

@@ -109,6 +109,10 @@ class PgPool {
   Result<Lease> acquire(std::chrono::milliseconds timeout, bool check_idle = true);
   Result<Lease> acquire() { return acquire(options_.acquire_timeout); }
 
+  /// Closes every idle connection (counted as discarded): when one connection
+  /// was lost, the others to the same server most likely were too.
+  void discard_idle();
+
   /// Opens connections until min_size are open (best effort: stops at the
   /// first error). Returns the number of idle connections.
   std::size_t warm_up();

@@ -598,6 +598,7 @@ class PostgresJournal final : public Journal {
         }
         conn->discard();
         conn.reset();
+        pool_.discard_idle();  // the writer's next connection is a new one, not another dead idle one
       }
       next_attempt = last_io + backoff;
       backoff = std::min(backoff * 2, options_.backoff_max);

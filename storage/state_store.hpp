@@ -79,7 +79,7 @@ struct RedisStateStoreOptions {
   std::size_t connections = 2;   // writer threads, each owning one hiredis connection
   std::size_t max_batch = 1024;  // commands per pipelined round trip
   std::chrono::milliseconds max_delay{5};  // longest an idle writer waits for a batch to fill
-  std::chrono::milliseconds backoff_initial{50}, backoff_max{5000};  // reconnect: doubles up to max
+  std::chrono::milliseconds backoff_initial{50}, backoff_max{250};  // reconnect: doubles up to max
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds command_timeout{5000};  // one round trip; longer counts as a lost connection
   std::chrono::milliseconds close_timeout{5000};    // the destructor's last flush
