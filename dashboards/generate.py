@@ -309,6 +309,7 @@ def storage() -> Board:
     b.graph("Reconnects, server restarts and write errors /s", "ops",
             (f"sum(rate(swarm_state_reconnects_total{SEL}[{RATE}]))", "reconnects"),
             (f"sum(rate(swarm_state_server_restarts_total{SEL}[{RATE}]))", "server restarts (states written again)"),
+            (f"sum(rate(swarm_state_unreadable_total{SEL}[{RATE}]))", "unreadable values kept aside"),
             (f"sum(rate(swarm_state_write_errors_total{SEL}[{RATE}]))", "write errors"))
     b.row("Journal (Postgres COPY batches)")
     b.graph("Events written /s", "ops", (f"sum(rate(swarm_journal_written_total{SEL}[{RATE}]))", "written"))

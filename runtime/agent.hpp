@@ -161,7 +161,9 @@ class Agent {
   /// while dirty (not after a crash or kill: the last stored state stands).
   virtual std::string snapshot() const { return {}; }
   /// The last stored state of this agent's key, before on_start and before
-  /// any message; not called when the key has none. Throwing crashes the agent.
+  /// any message; not called when the key has none. Throwing crashes the agent
+  /// once: the bytes are kept under "<key>.unreadable.<unix ms>" and, when it
+  /// is restarted, it starts fresh (restore() is not called for that version).
   virtual void restore(std::string_view state, std::uint64_t version) {
     (void)state;
     (void)version;

@@ -56,7 +56,7 @@ void RuntimeCore::finish_restore(Agent* agent, Message& m) {
     std::uint64_t version = 0;
     std::memcpy(&version, m.payload.bytes().data(), sizeof(version));
     core.extras->state_version = version;
-    agent->restore(m.payload.text().substr(sizeof(version)), version);
+    restore_or_skip(agent, m.payload.text().substr(sizeof(version)), version);
   }
   if (core.type->has_on_start) agent->on_start();
   std::vector<detail::Node*> held;
@@ -69,6 +69,47 @@ void RuntimeCore::finish_restore(Agent* agent, Message& m) {
       dispatch(agent, e);
     }
   }
+}
+
+// A state restore() throws on would throw on every restart: the first time,
+// the bytes are kept under "<key>.unreadable.<unix ms>", the agent crashes with
+// the reason, and its restart starts fresh (restore() is skipped for that
+// version). Nothing is deleted and the supervisor sees one crash, not a loop.
+void RuntimeCore::restore_or_skip(Agent* agent, std::string_view state, std::uint64_t version) {
+  const std::string& key = agent->core_.extras->state_key;
+  {
+    MutexLock lock(mu_);
+    if (auto it = unrestorable_.find(key); it != unrestorable_.end() && it->second == version) {
+      unrestorable_.erase(it);
+      return;  // starts fresh; the next snapshot is version + 1
+    }
+  }
+  std::string why;
+  try {
+    agent->restore(state, version);
+    return;
+  } catch (const std::exception& ex) {
+    why = ex.what();
+  } catch (...) {
+    why = "unknown exception";
+  }
+  const std::int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  const std::string aside = key + ".unreadable." + std::to_string(now_ms);
+  config_.state_store->put(aside, {std::string(state), version, now_ms});
+  restores_failed_.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexLock lock(mu_);
+    unrestorable_[key] = version;
+  }
+  std::fprintf(stderr,
+               "swarm: %s %s: restore() threw on the stored state of '%s' (version %llu): %s; kept as '%s', the "
+               "agent restarts from a fresh state\n",
+               agent->core_.type->name.c_str(), to_string(agent->core_.self).c_str(), key.c_str(),
+               static_cast<unsigned long long>(version), why.c_str(), aside.c_str());
+  throw std::runtime_error("state restore failed: restore() threw on '" + key + "' version " +
+                           std::to_string(version) + ": " + why);
 }
 
 void RuntimeCore::save_state(Agent* agent) noexcept {

@@ -91,6 +91,13 @@ class TestStore final : public StateStore {
     std::lock_guard lock(mu_);
     return puts_;
   }
+  // The first key at or after `prefix` that starts with it, if any.
+  std::optional<std::pair<std::string, StoredState>> first_with_prefix(const std::string& prefix) {
+    std::lock_guard lock(mu_);
+    auto it = states_.lower_bound(prefix);
+    if (it == states_.end() || it->first.rfind(prefix, 0) != 0) return std::nullopt;
+    return *it;
+  }
   int flushes() {
     std::lock_guard lock(mu_);
     return flushes_;
@@ -285,6 +292,37 @@ TEST(Persistence, ASupervisorRestartGetsTheLastStoredStateAndIsJournaled) {
   EXPECT_EQ(crashed[0].type, "tally");
   EXPECT_EQ(crashed[0].detail, "boom");
   EXPECT_EQ(sink->of(LifecycleEvent::Kind::restarted)[0].type, "tally");
+}
+
+TEST(Persistence, AStateThatRestoreThrowsOnIsKeptAsideAndTheRestartStartsFreshInsteadOfLooping) {
+  auto store = std::make_shared<TestStore>();
+  store->put("bad-k", {.data = "not a number", .version = 7});  // Tally's restore() throws on it
+  auto sink = std::make_shared<RecordingSink>();
+  std::vector<std::string> log;
+  std::mutex log_mu;
+  Runtime rt(with(store, sink));
+  SupervisorSpec spec;
+  spec.children.push_back(
+      {"tally", [&](Supervisor& s, const Payload&) { return s.spawn<Tally>("bad-k", &log, &log_mu); }});
+  rt.spawn<Supervisor>(std::move(spec));
+  ASSERT_TRUE(eventually([&] { return sink->of(LifecycleEvent::Kind::restarted).size() == 1; }));
+  AgentRef second = sink->of(LifecycleEvent::Kind::restarted)[0].agent;
+  ASSERT_TRUE(eventually([&] { return rt.alive(second); }));
+  ASSERT_EQ(rt.send(second, 5), SendResult::ok);
+  ASSERT_TRUE(eventually([&] { return store->get("bad-k")->data == "5"; }));
+  EXPECT_EQ(store->get("bad-k")->version, 8u) << "versions go on from the unreadable one";
+
+  auto crashed = sink->of(LifecycleEvent::Kind::crashed);
+  ASSERT_EQ(crashed.size(), 1u) << "one crash, not a loop";
+  EXPECT_EQ(crashed[0].detail.rfind("state restore failed: restore() threw on 'bad-k' version 7: ", 0), 0u)
+      << crashed[0].detail;
+  EXPECT_EQ(rt.stats().restores_failed, 1u);
+  auto aside = store->first_with_prefix("bad-k.unreadable.");
+  ASSERT_TRUE(aside) << "the unreadable bytes are kept";
+  EXPECT_EQ(aside->second.data, "not a number");
+  EXPECT_EQ(aside->second.version, 7u);
+  std::lock_guard lock(log_mu);
+  EXPECT_EQ(log, (std::vector<std::string>{"start 0", "add 5"})) << "the restart starts fresh";
 }
 
 // Spawns a child as it starts, on a worker, possibly while the runtime's

@@ -186,6 +186,7 @@ RuntimeStats RuntimeCore::stats() const {
   s.crashed = crashed_.load(std::memory_order_relaxed);
   s.restarts = restarts_.load(std::memory_order_relaxed);
   s.supervisors_gave_up = supervisors_gave_up_.load(std::memory_order_relaxed);
+  s.restores_failed = restores_failed_.load(std::memory_order_relaxed);
   s.live = live_.load(std::memory_order_relaxed);
   for (unsigned i = 0; i < scheduler_->worker_count(); ++i) {
     const auto& w = scheduler_->stats(i);

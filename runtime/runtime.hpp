@@ -61,6 +61,7 @@ struct RuntimeStats {
   std::uint64_t crashed = 0;
   std::uint64_t restarts = 0;
   std::uint64_t supervisors_gave_up = 0;  // root supervisors that reached their restart intensity (their tree is gone)
+  std::uint64_t restores_failed = 0;  // stored states restore() threw on (kept aside; the agent restarts fresh)
   std::uint64_t live = 0;
   std::uint64_t messages = 0;     // handled
   std::uint64_t activations = 0;

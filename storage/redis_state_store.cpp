@@ -33,6 +33,7 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -106,15 +107,11 @@ std::string_view reply_text(const redisReply* r) {
   return r->str != nullptr ? std::string_view(r->str, r->len) : std::string_view();
 }
 
-// A HGETALL reply as a state: nullopt for no hash, an error for something that is not a state hash.
-LoadResult parse_state(const std::string& redis_key, const redisReply* r) {
-  if (r->type == REDIS_REPLY_ERROR) {
-    return unexpected("storage: cannot load state '" + redis_key + "': " + std::string(reply_text(r)));
-  }
-  if (r->type != REDIS_REPLY_ARRAY) {
-    return unexpected("storage: cannot load state '" + redis_key + "': unexpected reply type " +
-                      std::to_string(r->type));
-  }
+// A HGETALL reply as a state: nullopt for no hash; for something that is not
+// a state hash, an error saying why.
+LoadResult parse_state(const redisReply* r) {
+  if (r->type == REDIS_REPLY_ERROR) return unexpected(std::string(reply_text(r)));
+  if (r->type != REDIS_REPLY_ARRAY) return unexpected("unexpected reply type " + std::to_string(r->type));
   if (r->elements == 0) return std::optional<StoredState>();
   StoredState s;
   bool has_state = false, has_version = false, numbers_ok = true;
@@ -135,8 +132,7 @@ LoadResult parse_state(const std::string& redis_key, const redisReply* r) {
     }
   }
   if (!has_state || !has_version || !numbers_ok) {
-    return unexpected("storage: '" + redis_key +
-                      "' is not a state hash (fields state, version and updated_ms, numbers in decimal)");
+    return unexpected(std::string("not a state hash: fields state, version and updated_ms, numbers in decimal"));
   }
   return std::optional<StoredState>(std::move(s));
 }
@@ -215,6 +211,7 @@ struct Shard {
   std::uint64_t batches SWARM_GUARDED_BY(mu) = 0;
   std::uint64_t write_errors SWARM_GUARDED_BY(mu) = 0;
   std::uint64_t reconnects SWARM_GUARDED_BY(mu) = 0;
+  std::uint64_t set_aside SWARM_GUARDED_BY(mu) = 0;
   metrics::HistogramSnapshot flush_hist SWARM_GUARDED_BY(mu);
 
   // -- own synchronization ---
@@ -234,6 +231,7 @@ struct RoundTrip {
   std::size_t loads_answered = 0;     // HGETALLs answered (a state, none, or not a state hash)
   std::size_t loads_refused = 0;      // HGETALLs the server refused for now (LOADING, BUSY, ...)
   std::vector<std::size_t> loads_waiting;  // indices of the loads to ask again, ascending
+  std::size_t set_aside = 0;          // unreadable values moved out of their key's way
   std::string error;                  // the connection was lost, or the first refusal
   bool lost = false;
 
@@ -377,6 +375,7 @@ class RedisStateStore final : public ObservableStateStore {
       out.batches += s->batches;
       out.write_errors += s->write_errors;
       out.reconnects += s->reconnects;
+      out.unreadable += s->set_aside;
       out.pending += s->pending.size() + s->taken_left;
       out.connected = out.connected && s->connected;
     }
@@ -403,6 +402,10 @@ class RedisStateStore final : public ObservableStateStore {
     c.counter("swarm_state_write_errors_total", "Failed state writes.", labels, static_cast<double>(s.write_errors));
     c.counter("swarm_state_reconnects_total", "State store connections reopened after a loss.", labels,
               static_cast<double>(s.reconnects));
+    c.counter("swarm_state_unreadable_total",
+              "Stored values that were not state hashes (another type, missing fields), kept under "
+              "<key>.unreadable.<ms> so their agents start fresh.",
+              labels, static_cast<double>(s.unreadable));
     c.counter("swarm_state_server_restarts_total",
               "Times the state store's server came back as a new process (its run_id changed): what it acknowledged "
               "before may be lost, so live states are written again.",
@@ -542,6 +545,8 @@ class RedisStateStore final : public ObservableStateStore {
     if (chunk.empty() && loads.empty()) redisAppendCommand(c, "PING");  // heartbeat
 
     const std::size_t total = std::max<std::size_t>(chunk.size() + loads.size(), 1);
+    std::vector<std::pair<std::size_t, std::string>> unreadable;  // loads of values that are not state hashes
+    std::unordered_set<Entry*> wrong_type;                        // writes refused with WRONGTYPE
     for (std::size_t i = 0; i < total; ++i) {
       void* raw = nullptr;
       if (redisGetReply(c, &raw) != REDIS_OK || raw == nullptr) {
@@ -552,11 +557,12 @@ class RedisStateStore final : public ObservableStateStore {
           rt.loads_waiting.push_back(k - chunk.size());
         }
         discard_pending_sigpipe();
-        return rt;
+        break;  // loads of unreadable values read before the loss wait too (below)
       }
       Reply r(static_cast<redisReply*>(raw));
       if (i < chunk.size()) {
         if (r->type == REDIS_REPLY_ERROR) {
+          if (reply_text(r.get()).substr(0, 9) == "WRONGTYPE") wrong_type.insert(chunk[i]);
           if (!rt.refusals()) {
             rt.error = "Redis at " + url_.endpoint() + " refused a write of '" + options_.key_prefix +
                        chunk[i]->first + "': " + std::string(reply_text(r.get()));
@@ -578,11 +584,60 @@ class RedisStateStore final : public ObservableStateStore {
           rt.loads_waiting.push_back(i - chunk.size());
           continue;
         }
-        answers.emplace_back(const_cast<LoadCallback*>(&l.done), parse_state(redis_key(l.key), r.get()));
+        LoadResult state = parse_state(r.get());
+        if (!state) {  // not a state hash: moved aside below, and the agent starts fresh
+          unreadable.emplace_back(i - chunk.size(), std::move(state.error()));
+          continue;
+        }
+        answers.emplace_back(const_cast<LoadCallback*>(&l.done), std::move(state));
         ++rt.loads_answered;
       }
     }
+    for (auto& [index, why] : unreadable) {
+      const LoadRequest& l = loads[index];
+      if (rt.lost || !set_aside(c, l.key, why, rt)) {
+        rt.loads_waiting.push_back(index);
+        continue;
+      }
+      answers.emplace_back(const_cast<LoadCallback*>(&l.done), std::optional<StoredState>());
+      ++rt.loads_answered;
+    }
+    std::sort(rt.loads_waiting.begin(), rt.loads_waiting.end());
+    // A write refused because the key holds another type: move that value aside, the retry then succeeds.
+    for (Entry* e : rt.refused) {
+      if (rt.lost) break;
+      if (wrong_type.count(e) != 0) set_aside(c, e->first, "it holds another type than a hash (WRONGTYPE)", rt);
+    }
     return rt;
+  }
+
+  // Renames the unreadable value of `key` to `<key>.unreadable.<unix ms>`, so
+  // a persistent agent starts from a fresh state and nothing is deleted. False
+  // when the connection was lost (then `rt` says so).
+  bool set_aside(redisContext* c, const std::string& key, const std::string& why, RoundTrip& rt) {
+    const std::string from = redis_key(key);
+    const std::string to = from + ".unreadable." +
+                           std::to_string(std::chrono::duration_cast<milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+    const char* argv[3] = {"RENAME", from.data(), to.data()};
+    const std::size_t lens[3] = {6, from.size(), to.size()};
+    Reply r(static_cast<redisReply*>(redisCommandArgv(c, 3, argv, lens)));
+    if (!r) {
+      rt.lost = true;
+      rt.error = "lost the connection to Redis at " + url_.endpoint() + ": " + c->errstr;
+      discard_pending_sigpipe();
+      return false;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {  // "no such key": gone meanwhile, nothing to move
+      std::fprintf(stderr, "storage: the state of '%s' cannot be read (%s); moving it aside failed: %s\n",
+                   from.c_str(), why.c_str(), std::string(reply_text(r.get())).c_str());
+      return true;
+    }
+    ++rt.set_aside;
+    std::fprintf(stderr, "storage: the state of '%s' cannot be read (%s); kept as '%s', the agent starts fresh\n",
+                 from.c_str(), why.c_str(), to.c_str());
+    return true;
   }
 
   void run(Shard& s) {
@@ -731,6 +786,7 @@ class RedisStateStore final : public ObservableStateStore {
           observe(s.flush_hist, last_io - start);
         }
         s.write_errors += rt.refused.size() + (rt.lost && !chunk.empty() ? 1 : 0);
+        s.set_aside += rt.set_aside;
         // Loads not answered wait for the next round trip, first in line.
         for (auto i = rt.loads_waiting.rbegin(); i != rt.loads_waiting.rend(); ++i) {
           s.loads.push_front(std::move(loads[*i]));

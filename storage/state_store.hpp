@@ -98,6 +98,7 @@ struct StateStoreStats {
   std::uint64_t write_errors = 0;  // failed writes: lost round trips, and states the server refused
   std::uint64_t reconnects = 0;    // connections opened after one was lost
   std::uint64_t server_restarts = 0;  // the server came back as a new process (Redis run_id changed)
+  std::uint64_t unreadable = 0;    // values that were not state hashes, kept aside (<key>.unreadable.<ms>)
   std::size_t pending = 0;         // keys whose newest state is not written yet
   bool connected = false;          // every writer holds a working connection
 };
@@ -110,7 +111,7 @@ class ObservableStateStore : public StateStore {
   /// swarm_state_pending_keys (saturation), swarm_state_puts_total,
   /// swarm_state_written_total, swarm_state_coalesced_total,
   /// swarm_state_write_errors_total, swarm_state_reconnects_total,
-  /// swarm_state_server_restarts_total, swarm_state_connected (0/1) and swarm_state_flush_seconds (one
+  /// swarm_state_server_restarts_total, swarm_state_unreadable_total, swarm_state_connected (0/1) and swarm_state_flush_seconds (one
   /// observation per pipelined round trip). A Runtime whose config holds the
   /// store calls this for its own /metrics.
   void collect(metrics::Collector& out) const override = 0;
@@ -127,8 +128,12 @@ std::unique_ptr<ObservableStateStore> make_memory_state_store();
 /// A store in Redis (hiredis, RESP2). An error only for bad options or a
 /// malformed URL; a server that is down is not an error. load() answers from
 /// the queue when the key has an unwritten state, else with HGETALL on the
-/// key's connection (after the writes queued on it); a key holding something
-/// other than a state hash is answered with an error naming the key.
+/// key's connection (after the writes queued on it). A key holding something
+/// other than a state hash (another type, fields missing or not numbers) is
+/// renamed to `<key>.unreadable.<unix ms>`, said on stderr and counted
+/// (StateStoreStats::unreadable), and the load answers "no state": its agent
+/// starts fresh instead of crashing on every restart. A write refused because
+/// the key holds another type moves that value aside the same way.
 Result<std::unique_ptr<ObservableStateStore>> make_redis_state_store(RedisStateStoreOptions options);
 
 }  // namespace swarm::storage

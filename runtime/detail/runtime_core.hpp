@@ -242,6 +242,7 @@ class RuntimeCore final : public RuntimeView {
   void load_state(AgentRef agent, std::string key);
   void hold(Agent* agent, Envelope* e) noexcept;
   void finish_restore(Agent* agent, Message& m);
+  void restore_or_skip(Agent* agent, std::string_view state, std::uint64_t version);
   void save_state(Agent* agent) noexcept;
   void watch_state_store();
   void snapshot_all() noexcept;
@@ -279,6 +280,7 @@ class RuntimeCore final : public RuntimeView {
   std::atomic<bool> shut_down_{false};
   std::atomic<std::uint64_t> spawned_{0}, exited_{0}, crashed_{0}, restarts_{0}, live_{0};
   std::atomic<std::uint64_t> supervisors_gave_up_{0};
+  std::atomic<std::uint64_t> restores_failed_{0};
   std::array<std::atomic<std::uint64_t>, kDropReasonCount> drops_{};
   std::array<std::atomic<std::uint64_t>, kRefuseReasonCount> refusals_{};
   std::array<std::atomic<AgentTypeInfo*>, kMaxAgentTypes> types_{};
@@ -287,6 +289,9 @@ class RuntimeCore final : public RuntimeView {
   std::string gave_up_ SWARM_GUARDED_BY(mu_);  // the first root supervisor that gave up, and why
   std::vector<std::unique_ptr<AgentTypeInfo>> type_owner_ SWARM_GUARDED_BY(mu_);
   std::deque<CrashRecord> crashes_ SWARM_GUARDED_BY(mu_);
+  // Persistent keys whose stored state restore() threw on, and that version:
+  // the agent's restart skips it (starts fresh) instead of crashing again.
+  std::unordered_map<std::string, std::uint64_t> unrestorable_ SWARM_GUARDED_BY(mu_);
 
   mutable Mutex names_mu_;
   std::map<std::string, AgentRef, std::less<>> names_ SWARM_GUARDED_BY(names_mu_);
