@@ -136,6 +136,13 @@ def journal_summary(out: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def assert_every_event_written_once(out: str, pg: Postgres) -> None:
+    appended, written = journal_summary(out)
+    assert appended == written
+    assert rows_of(pg) == written
+    assert int(pg.query("SELECT count(DISTINCT event_id) FROM swarm_journal")) == written
+
+
 def rows_of(pg: Postgres) -> int:
     try:
         return int(pg.query("SELECT count(*) FROM swarm_journal"))
@@ -188,10 +195,7 @@ def test_a_postgres_frozen_mid_run_then_thawed_loses_nothing_and_writes_nothing_
         wait_until(lambda: demo.ready() == 200, 20, "/readyz to say ready after the thaw")
         code, out, err, _ = demo.finish(bound=60)
         assert code == 0, err
-        appended, written = journal_summary(out)
-        assert appended == written
-        assert rows_of(pg) == written
-        assert int(pg.query("SELECT count(DISTINCT event_id) FROM swarm_journal")) == written
+        assert_every_event_written_once(out, pg)
     finally:
         pg.stop()
 
@@ -224,9 +228,6 @@ def test_a_postgres_killed_mid_run_and_restarted_loses_nothing() -> None:
         pg.start()  # crash recovery replays the WAL: what was acknowledged is there
         code, out, err, _ = demo.finish(bound=60)
         assert code == 0, err
-        appended, written = journal_summary(out)
-        assert appended == written
-        assert rows_of(pg) == written
-        assert int(pg.query("SELECT count(DISTINCT event_id) FROM swarm_journal")) == written
+        assert_every_event_written_once(out, pg)
     finally:
         pg.stop()
