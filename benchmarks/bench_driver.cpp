@@ -192,6 +192,7 @@ std::string summary_json(const Summary& s) {
     j["batch"] = s.params.batch;  // 0: the default of the store or the raw loop
     if (s.runtime == "swarm") j["max_delay_ms"] = s.params.max_delay_ms;
     if (s.runtime == "swarm" && !s.params.postgres_dsn.empty()) j["staged"] = s.params.staged;
+    if (s.runtime == "swarm" && !s.params.redis_url.empty()) j["connections"] = s.params.connections;  // 0: default
   }
   if (!s.params.nats_urls.empty()) j["send_asap"] = send_asap_for(s.workload, s.params);  // not the URLs: they may carry a password
   if (s.runtime == "swarm") {
@@ -366,6 +367,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.batch != 0) args.insert(args.end(), {"--batch", std::to_string(params.batch)});
   if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
   if (params.staged) args.emplace_back("--staged");
+  if (params.connections != 0) args.insert(args.end(), {"--connections", std::to_string(params.connections)});
   if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
   if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});
   std::vector<char*> argv;

@@ -206,9 +206,11 @@ TEST(Summary, StorageRunsReportTheirBatching) {
   s.params.redis_url = "redis://127.0.0.1:7000";
   s.params.batch = 256;
   s.params.max_delay_ms = 5;
+  s.params.connections = 1;
   auto j = nlohmann::json::parse(summary_json(s));
   EXPECT_EQ(j["batch"], 256);
   EXPECT_EQ(j["max_delay_ms"], 5);
+  EXPECT_EQ(j["connections"], 1);
   EXPECT_FALSE(j.contains("redis")) << "a URL may carry a password";
   EXPECT_FALSE(j.contains("staged"));  // S2 only
 

@@ -52,6 +52,10 @@ int main(int argc, char** argv) {
   app.add_option("--max-delay-ms", params.max_delay_ms, "S1/S2: Swarm's max delay before a partial batch (0 = default)")
       ->check(CLI::Range(0, 60000))
       ->capture_default_str();
+  app.add_option("--connections", params.connections,
+                 "S1: writer connections (and threads) of Swarm's state store (0 = its default, which follows the cores)")
+      ->check(CLI::Range(0, 64))
+      ->capture_default_str();
   app.add_flag("--staged", params.staged,
                "S2: Swarm's journal merges every batch through its staging table (ON CONFLICT DO NOTHING), "
                "as it does a retried batch: what idempotent writes cost");

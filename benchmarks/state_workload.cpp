@@ -129,6 +129,7 @@ RunResult swarm_s1(const WorkloadParams& p) {
   storage::RedisStateStoreOptions options{.url = p.redis_url};
   if (p.batch != 0) options.max_batch = p.batch;
   if (p.max_delay_ms > 0) options.max_delay = std::chrono::milliseconds(p.max_delay_ms);
+  if (p.connections != 0) options.connections = p.connections;
   auto made = storage::make_redis_state_store(options);
   if (!made) fail(made.error());
   std::unique_ptr<storage::ObservableStateStore> store = std::move(*made);

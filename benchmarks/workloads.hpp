@@ -26,6 +26,7 @@ struct WorkloadParams {
   std::string postgres_dsn = {};  // S2: libpq DSN
   std::size_t batch = 0;          // S1/S2 on swarm: max batch; raw: the batch size
   int max_delay_ms = 0;           // S1/S2 on swarm: the store's max delay
+  std::size_t connections = 0;    // S1 on swarm: the store's writer connections (0 = its default)
   bool staged = false;            // S2 on swarm: every batch through the staging table (the retry path)
   // Cluster workloads (C1-C3): the NATS servers, and libnats' SendAsap on
   // every connection of the run, Swarm's nodes and the raw peer alike.
