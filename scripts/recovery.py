@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "faults"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 from servers import Postgres, Redis, free_port, wait_until  # noqa: E402
 
 SERIES = {"redis": "swarm_state_written_total", "postgres": "swarm_journal_written_total"}

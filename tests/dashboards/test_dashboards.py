@@ -14,43 +14,25 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from servers import PG_BIN, as_postgres, free_port, wait_until  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SWARM_BUILD", ROOT / "build"))
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval at a 1 s scrape interval, with room
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def as_postgres(args: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
 class Stack:

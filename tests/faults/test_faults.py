@@ -12,13 +12,15 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from servers import Postgres, Redis, free_port, wait_until
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from servers import Postgres, Redis, free_port, wait_until  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SWARM_BUILD", ROOT / "build"))

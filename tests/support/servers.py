@@ -1,5 +1,7 @@
-"""Real Redis and Postgres servers on 127.0.0.1 for the fault suite: free
-ports, temporary folders, stopped (killed if need be) on exit."""
+"""Helpers for the Python test suites (tests/faults, tests/dashboards,
+scripts/recovery.py): free loopback ports, waiting on a condition with a
+deadline, and real Redis and Postgres servers on 127.0.0.1 in temporary
+folders, stopped (killed if need be) on exit."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(0.02)  # the poll interval; the deadline above bounds the wait
 
 
 class Redis:
