@@ -30,18 +30,32 @@ std::string_view to_string(RestartType t) noexcept {
 
 std::string_view to_string(GiveUp g) noexcept { return g == GiveUp::shutdown ? "shutdown" : "stay_down"; }
 
-Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::string_view field) {
+Result<std::chrono::microseconds> parse_duration_us(std::string_view text, std::string_view field) {
   auto bad = [&] {
     return unexpected(std::string(field) + ": got \"" + std::string(text) +
-                      "\"; expected a duration such as 250ms, 10s or 2m");
+                      "\"; expected a duration such as 200us, 250ms, 10s or 2m");
   };
   std::uint64_t n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc() || end == text.data()) return bad();
   const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  const std::uint64_t scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : 0;
+  const std::uint64_t scale = unit == "us"  ? 1
+                              : unit == "ms" ? 1000
+                              : unit == "s"  ? 1'000'000
+                              : unit == "m"  ? 60'000'000
+                              : unit == "h"  ? 3'600'000'000
+                                             : 0;
   if (scale == 0 || n > std::numeric_limits<std::int64_t>::max() / scale / 1000) return bad();
-  return std::chrono::milliseconds(static_cast<std::int64_t>(n * scale));
+  return std::chrono::microseconds(static_cast<std::int64_t>(n * scale));
+}
+
+Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::string_view field) {
+  auto us = parse_duration_us(text, field);
+  if (!us || us->count() % 1000 != 0) {
+    return unexpected(std::string(field) + ": got \"" + std::string(text) +
+                      "\"; expected a duration such as 250ms, 10s or 2m");
+  }
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*us);
 }
 
 namespace {
@@ -189,7 +203,7 @@ MailboxOptions read_mailbox(const Reader& r, const YAML::Node& n, const std::str
 }
 
 void read_runtime(const Reader& r, const YAML::Node& n, DaemonConfig& c) {
-  r.keys(n, "runtime", {"workers", "mailbox", "mailbox_by_type", "shutdown_timeout", "throughput_budget"});
+  r.keys(n, "runtime", {"workers", "mailbox", "mailbox_by_type", "shutdown_timeout", "throughput_budget", "idle_spin"});
   if (n["workers"]) c.runtime.workers = static_cast<unsigned>(r.number(n["workers"], "runtime.workers", 1, RuntimeConfig::kMaxWorkers));
   if (n["throughput_budget"]) {
     c.runtime.throughput_budget = static_cast<std::uint32_t>(r.number(n["throughput_budget"], "runtime.throughput_budget", 1, 1 << 20));
@@ -201,6 +215,13 @@ void read_runtime(const Reader& r, const YAML::Node& n, DaemonConfig& c) {
       const std::string type = it->first.Scalar();
       c.runtime.mailbox_by_type[type] = read_mailbox(r, it->second, "runtime.mailbox_by_type." + type);
     }
+  }
+  if (n["idle_spin"]) {
+    const std::string field = "runtime.idle_spin";
+    auto d = parse_duration_us(r.text(n["idle_spin"], field), field);
+    if (!d) r.fail(n["idle_spin"], field, d.error().substr(field.size() + 2));
+    if (*d > std::chrono::milliseconds(10)) r.bad_value(n["idle_spin"], field, "a duration in 0us..10ms");
+    c.runtime.idle_spin = *d;
   }
   if (n["shutdown_timeout"]) {
     c.runtime.shutdown_timeout = r.duration(n["shutdown_timeout"], "runtime.shutdown_timeout", std::chrono::milliseconds(0), std::chrono::hours(1));

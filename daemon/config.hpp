@@ -101,5 +101,7 @@ std::string read_first_line(const std::string& path);
 
 /// A duration as the config writes it: "250ms", "10s", "2m" (the error names `field`).
 Result<std::chrono::milliseconds> parse_duration(std::string_view text, std::string_view field);
+/// The same with microseconds allowed (200us).
+Result<std::chrono::microseconds> parse_duration_us(std::string_view text, std::string_view field);
 
 }  // namespace swarm::daemon

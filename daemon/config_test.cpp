@@ -19,6 +19,7 @@ runtime:
   mailbox: {capacity: 64, overflow: drop_oldest}
   mailbox_by_type: {planner: {capacity: 8}}
   shutdown_timeout: 2s
+  idle_spin: 50us
 admin: {listen: "127.0.0.1:9500", control: false}
 gateway: {bind: "tcp://127.0.0.1:7500", heartbeat: 500ms, max_clients: 10}
 storage: {state: "redis://127.0.0.1:6390/2", journal: "host=127.0.0.1 dbname=swarm"}
@@ -44,6 +45,7 @@ processes:
   EXPECT_EQ(c->runtime.default_mailbox.overflow, OverflowPolicy::drop_oldest);
   EXPECT_EQ(c->runtime.mailbox_by_type.at("planner").capacity, 8u);
   EXPECT_EQ(c->runtime.shutdown_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(c->runtime.idle_spin, std::chrono::microseconds(50));
   EXPECT_EQ(c->runtime.telemetry.admin, "127.0.0.1:9500");
   EXPECT_FALSE(c->control);
   EXPECT_EQ(c->gateway.bind, "tcp://127.0.0.1:7500");
@@ -143,6 +145,10 @@ INSTANTIATE_TEST_SUITE_P(
                   "runtime.mailbox.overflow: got \"block\"; expected reject, drop_oldest or drop_newest"},
         BadConfig{"empty argv", "processes:\n  - {name: a, argv: []}\n",
                   "processes.a.argv: got a list; expected a program name as its first item"},
+        BadConfig{"idle spin above the cap", "runtime: {idle_spin: 11ms}\n",
+                  "runtime.idle_spin: got \"11ms\"; expected a duration in 0us..10ms"},
+        BadConfig{"idle spin without unit", "runtime: {idle_spin: 200}\n",
+                  "runtime.idle_spin: got \"200\"; expected a duration such as 200us, 250ms"},
         BadConfig{"not YAML", "processes: [\n", "not valid YAML"},
         BadConfig{"name with a space", "processes:\n  - {name: \"my tool\", argv: [x]}\n",
                   "processes[0].name: got \"my tool\"; expected 1..64 letters, digits"},
@@ -192,6 +198,11 @@ TEST(DaemonConfig, Durations) {
   EXPECT_FALSE(parse_duration("", "f"));
   EXPECT_FALSE(parse_duration("1.5s", "f"));
   EXPECT_FALSE(parse_duration("99999999999999999999h", "f"));
+  EXPECT_FALSE(parse_duration("200us", "f")) << "milliseconds fields take no microseconds";
+  EXPECT_TRUE(parse_duration("2000us", "f"));
+  EXPECT_EQ(*parse_duration_us("200us", "f"), std::chrono::microseconds(200));
+  EXPECT_EQ(*parse_duration_us("1ms", "f"), std::chrono::microseconds(1000));
+  EXPECT_FALSE(parse_duration_us("5", "f"));
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ Result<void> RuntimeConfig::validate() const {
     if (type.empty()) return unexpected(std::string("runtime: mailbox_by_type has an empty agent type name"));
     if (auto r = validate_mailbox(m, "mailbox_by_type[" + type + "]"); !r) return r;
   }
+  if (idle_spin.count() < 0 || idle_spin.count() > 10'000) {
+    return unexpected("runtime: idle_spin = " + std::to_string(idle_spin.count()) +
+                      " us is out of range (allowed: 0..10000 us)");
+  }
   if (timer_tick.count() < 1 || timer_tick.count() > 1000) {
     return unexpected("runtime: timer_tick = " + std::to_string(timer_tick.count()) +
                       "ms (allowed: 1..1000 ms)");

@@ -73,6 +73,7 @@ struct RuntimeConfig {
   /// Never more worker threads than this, whatever the configuration or load.
   static constexpr unsigned kMaxWorkers = 256;
   static constexpr std::uint32_t kMaxMailboxCapacity = 1u << 24;
+  static constexpr std::chrono::microseconds kDefaultIdleSpin{200};
 
   unsigned workers = default_workers();  // 1..kMaxWorkers; defaults to the number of cores
   std::uint32_t throughput_budget = 64;  // messages per activation before yielding
@@ -80,6 +81,14 @@ struct RuntimeConfig {
   std::map<std::string, MailboxOptions, std::less<>> mailbox_by_type;  // agent type name -> options
   bool pooling = true;                  // per-type object pools for agents
   std::chrono::milliseconds timer_tick{1};
+  /// The longest a worker with nothing to do keeps looking for work before it
+  /// parks (0..10 ms; 0: park after a brief search). Waking a parked worker
+  /// costs tens to hundreds of microseconds on a VM, so at steady light loads
+  /// a short spin is the difference in latency. The window adapts per worker,
+  /// like the kernel's halt polling: it grows while work comes back soon after
+  /// a park and shrinks when it does not, so an idle runtime does not spin.
+  /// One worker spins at a time.
+  std::chrono::microseconds idle_spin = kDefaultIdleSpin;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};

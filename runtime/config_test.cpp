@@ -23,6 +23,21 @@ TEST(RuntimeConfig, ZeroWorkersIsRejectedNamingTheField) {
   EXPECT_NE(r.error().find("allowed: 1..256"), std::string::npos) << r.error();
 }
 
+TEST(RuntimeConfig, IdleSpinOutOfRangeIsRejectedNamingTheField) {
+  RuntimeConfig c;
+  c.idle_spin = std::chrono::microseconds(10'001);
+  auto r = c.validate();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().find("idle_spin = 10001 us"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("allowed: 0..10000 us"), std::string::npos) << r.error();
+  c.idle_spin = std::chrono::microseconds(-1);
+  EXPECT_FALSE(c.validate().has_value());
+  for (long us : {0L, 10'000L}) {
+    c.idle_spin = std::chrono::microseconds(us);
+    EXPECT_TRUE(c.validate().has_value()) << us;
+  }
+}
+
 TEST(RuntimeConfig, MoreWorkersThanTheCapIsRejected) {
   RuntimeConfig c;
   c.workers = RuntimeConfig::kMaxWorkers + 1;

@@ -97,7 +97,7 @@ RuntimeCore::RuntimeCore(Runtime& owner, RuntimeConfig config)
   timers_ = std::make_unique<detail::TimerWheel>(
       config_.timer_tick, [this](const detail::TimerEntry& t) { return fire_timer(t); }, telemetry_->timer_lag,
       clock_, step_mode_ ? detail::TimerWheel::Drive::manual : detail::TimerWheel::Drive::thread);
-  scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_);
+  scheduler_ = std::make_unique<detail::Scheduler>(*this, workers_, config_.idle_spin);
   if (!step_mode_) scheduler_->start();  // step mode: the caller's thread runs agents (run_once)
   try {
     telemetry_->start();
@@ -194,6 +194,7 @@ RuntimeStats RuntimeCore::stats() const {
     s.activations += w.activations.load(std::memory_order_relaxed);
     s.steals += w.steals.load(std::memory_order_relaxed);
     s.parks += w.parks.load(std::memory_order_relaxed);
+    s.spin_ns += w.spin_ns.load(std::memory_order_relaxed);
   }
   for (int i = 0; i < kDropReasonCount; ++i) s.dropped[i] = drops_[i].load(std::memory_order_relaxed);
   for (int i = 0; i < kRefuseReasonCount; ++i) s.refused[i] = refusals_[i].load(std::memory_order_relaxed);

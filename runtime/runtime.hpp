@@ -67,6 +67,7 @@ struct RuntimeStats {
   std::uint64_t activations = 0;
   std::uint64_t steals = 0;
   std::uint64_t parks = 0;
+  std::uint64_t spin_ns = 0;      // workers spinning for work before parking (RuntimeConfig::idle_spin)
   std::array<std::uint64_t, kDropReasonCount> dropped{};    // accepted, then lost: by DropReason
   std::array<std::uint64_t, kRefuseReasonCount> refused{};  // the sender was told; nothing lost: by RefuseReason
   std::uint64_t dropped_total() const;

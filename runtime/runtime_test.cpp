@@ -610,5 +610,63 @@ TEST(Scheduler, IdleWorkersPark) {
   EXPECT_GE(rt.stats().parks, 1u);
 }
 
+// Spinning before parking (RuntimeConfig::idle_spin): one message at a time
+// from outside, each sent `gap` after the last was handled.
+struct Paced {
+  explicit Paced(std::chrono::microseconds idle_spin) : rt(with_spin(idle_spin)), a(rt.spawn<Summer>(sum)) {}
+  static RuntimeConfig with_spin(std::chrono::microseconds idle_spin) {
+    RuntimeConfig c = small(1);
+    c.idle_spin = idle_spin;
+    return c;
+  }
+  // Sends one message after `gap` (waited on the clock) and waits until it was handled.
+  void one(std::chrono::nanoseconds gap) {
+    const auto due = std::chrono::steady_clock::now() + gap;
+    if (gap >= std::chrono::milliseconds(1)) std::this_thread::sleep_until(due);
+    while (std::chrono::steady_clock::now() < due) {
+    }
+    const long want = sum.load() + 1;
+    ASSERT_EQ(rt.send(a, 1), SendResult::ok);
+    // Polled without sleeping: a poll interval would lengthen the gap.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (sum.load() != want) ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "message not handled";
+  }
+  std::atomic<long> sum{0};
+  Runtime rt;
+  AgentRef a;
+};
+
+TEST(Scheduler, SpinsWhileWorkComesBackSoonAfterAPark) {
+  Paced p(std::chrono::microseconds(5000));
+  // Every gap is far below idle_spin, so each park grows the window; the
+  // deadline covers a machine that stalls the sender now and then.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (p.rt.stats().spin_ns == 0 && std::chrono::steady_clock::now() < deadline) {
+    p.one(std::chrono::microseconds(50));
+  }
+  EXPECT_GT(p.rt.stats().spin_ns, 0u);
+  EXPECT_GE(p.rt.stats().parks, 1u);
+}
+
+TEST(Scheduler, ZeroIdleSpinNeverSpins) {
+  Paced p(std::chrono::microseconds(0));
+  for (int i = 0; i < 200; ++i) p.one(std::chrono::microseconds(50));
+  EXPECT_EQ(p.rt.stats().spin_ns, 0u);
+}
+
+TEST(Scheduler, LongGapsShrinkTheSpinToNothing) {
+  Paced p(std::chrono::microseconds(200));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (p.rt.stats().spin_ns == 0 && std::chrono::steady_clock::now() < deadline) {
+    p.one(std::chrono::microseconds(20));
+  }
+  ASSERT_GT(p.rt.stats().spin_ns, 0u);  // the window grew
+  // Gaps of 20 ms: each halves the window (200 us, at most 4 halvings to 0).
+  for (int i = 0; i < 8; ++i) p.one(std::chrono::milliseconds(20));
+  const std::uint64_t spun = p.rt.stats().spin_ns;
+  for (int i = 0; i < 5; ++i) p.one(std::chrono::milliseconds(20));
+  EXPECT_EQ(p.rt.stats().spin_ns, spun);  // an idle runtime does not spin
+}
+
 }  // namespace
 }  // namespace swarm

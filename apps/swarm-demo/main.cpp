@@ -123,9 +123,14 @@ int main(int argc, char** argv) {
   app.add_option("--seconds", seconds, "How long to run")->check(CLI::Range(0.1, 86400.0));
   app.add_option("--workers", workers, "Worker threads (default: cores)")
       ->check(CLI::Range(1u, swarm::RuntimeConfig::kMaxWorkers));
+  auto idle_spin_us = static_cast<std::uint32_t>(swarm::RuntimeConfig::kDefaultIdleSpin.count());
+  app.add_option("--idle-spin", idle_spin_us,
+                 "Microseconds an idle worker may spin before it parks (adaptive; 0 = park at once)")
+      ->check(CLI::Range(0u, 10'000u));
   app.add_option("--crash-rate", crash_rate, "Probability that a peer crashes on a message (supervisor restarts it)")
       ->check(CLI::Range(0.0, 0.01));
-  app.add_option("--in-flight", in_flight, "Messages circulating (default: one per 10 agents)");
+  auto* in_flight_opt =
+      app.add_option("--in-flight", in_flight, "Messages circulating (default: one per 10 agents; 0 = an idle swarm)");
   std::string admin;
   app.add_option("--admin", admin,
                  "Serve the admin HTTP port (/metrics, /debug/agents, /debug/flamegraph, ...) on HOST:PORT "
@@ -145,7 +150,7 @@ int main(int argc, char** argv) {
                  "Keep the journal of spawns, exits, crashes and restarts in Postgres: a libpq DSN such as "
                  "'host=127.0.0.1 port=5432 dbname=swarm' (default: in memory)");
   CLI11_PARSE(app, argc, argv);
-  if (in_flight == 0) in_flight = std::max<std::uint32_t>(1, agents / 10);
+  if (in_flight_opt->count() == 0) in_flight = std::max<std::uint32_t>(1, agents / 10);
 
   auto storage = open_storage(redis_url, postgres_dsn);
   if (!storage) {  // a malformed URL or DSN; a server that is down is not an error
@@ -164,6 +169,7 @@ int main(int argc, char** argv) {
 
   swarm::RuntimeConfig cfg;
   cfg.workers = workers;
+  cfg.idle_spin = std::chrono::microseconds(idle_spin_us);
   cfg.telemetry.admin = admin;
   cfg.state_store = storage->state;
   cfg.lifecycle = storage->journal;

@@ -639,6 +639,7 @@ metrics::HistogramSnapshot to_metrics(const LatencyHistogram& h) {
 Result<RuntimeConfig> runtime_config(const Scenario& s, unsigned workers) {
   RuntimeConfig cfg;
   cfg.workers = workers;
+  cfg.idle_spin = std::chrono::microseconds(s.idle_spin_us);
   cfg.default_mailbox = {s.mailbox_capacity, s.overflow};
   cfg.telemetry.enabled = s.telemetry;
   // Handlers that burn CPU on purpose are not stuck.

@@ -98,6 +98,8 @@ struct ScenarioFlags {
     add(app, "--payload", "payload_bytes", "Payload bytes (16..16777216)");
     add(app, "--work-ns", "work_ns", "CPU each handler burns per message, ns");
     add(app, "--workers", "workers", "Runtime worker threads (default: the cores the generators leave, at least 1)");
+    add(app, "--idle-spin", "idle_spin_us",
+        "Longest a worker with nothing to do spins before it parks, us (default 200; adaptive; 0 = park at once)");
     add(app, "--mailbox", "mailbox_capacity", "Mailbox capacity of every agent");
     add(app, "--overflow", "overflow", "Full mailbox policy: reject, drop_oldest, drop_newest");
     add(app, "--telemetry", "telemetry", "The runtime's telemetry: on or off");

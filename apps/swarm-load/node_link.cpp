@@ -141,6 +141,7 @@ std::vector<std::string> subscriber_node_args(const Scenario& s) {
       {"mailbox_capacity", std::to_string(s.mailbox_capacity)},
       {"overflow", std::string(to_string(s.overflow))},
       {"workers", std::to_string(s.workers)},
+      {"idle_spin_us", std::to_string(s.idle_spin_us)},
       {"telemetry", s.telemetry ? "true" : "false"},
       {"storage", std::string(to_string(s.storage))},
       {"redis", s.redis},

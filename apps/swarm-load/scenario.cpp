@@ -240,6 +240,9 @@ const std::vector<Field>& fields() {
         });
     add({"workers", "0..256", "runtime worker threads (0 = one per core left to the swarm after the generators, at least 1)"},
         [](Scenario& s, std::string_view v) { return set_integer(s.workers, "workers", v, 0, RuntimeConfig::kMaxWorkers); });
+    add({"idle_spin_us", "0..10000",
+         "longest a worker with nothing to do spins before it parks, us (adaptive; 0 = park after a brief search)"},
+        [](Scenario& s, std::string_view v) { return set_integer(s.idle_spin_us, "idle_spin_us", v, 0, 10000); });
     add({"telemetry", "true, false", "the runtime's telemetry (latency sampling, histograms, watchdog)"},
         [](Scenario& s, std::string_view v) -> Result<void> {
           auto b = parse_bool("telemetry", v);
@@ -690,6 +693,7 @@ nlohmann::json to_json(const Scenario& s) {
       {"mailbox_capacity", s.mailbox_capacity},
       {"overflow", to_string(s.overflow)},
       {"workers", s.workers},
+      {"idle_spin_us", s.idle_spin_us},
       {"telemetry", s.telemetry},
       {"storage", to_string(s.storage)},
       {"mode", to_string(s.mode)},

@@ -79,6 +79,7 @@ struct Scenario {
   std::uint32_t mailbox_capacity = 65536;
   OverflowPolicy overflow = OverflowPolicy::reject;
   unsigned workers = 0;             // 0: the runtime's default (cores)
+  std::uint32_t idle_spin_us = RuntimeConfig::kDefaultIdleSpin.count();  // RuntimeConfig::idle_spin
   bool telemetry = true;            // the runtime's telemetry (sampling, histograms)
   StorageKind storage = StorageKind::none;
   std::string redis;                // storage redis: URL

@@ -32,6 +32,8 @@ constexpr unsigned kNextStreakMax = 64;  // then others waiting locally get a tu
 constexpr unsigned kInjectorEvery = 61;  // check external work even when busy
 constexpr unsigned kSearchRounds = 64;   // spin this long before parking
 constexpr unsigned kStealBatch = 128;
+// The spin window's first step when it grows (see "Spinning before parking").
+constexpr std::uint64_t kSpinGrowStartNs = 20'000;
 // The watcher: first sleep, longest sleep (doubling in between) while another
 // worker is awake, and how long an agent must sit in a busy worker's next slot,
 // its owner still in the same activation, before the watcher takes it.
@@ -97,7 +99,10 @@ void wake(Worker& w) noexcept {
 
 Worker* Scheduler::current() noexcept { return tls_worker; }
 
-Scheduler::Scheduler(RuntimeCore& runtime, unsigned workers) : runtime_(runtime), asymmetric_(register_membarrier()) {
+Scheduler::Scheduler(RuntimeCore& runtime, unsigned workers, std::chrono::nanoseconds idle_spin)
+    : runtime_(runtime),
+      asymmetric_(register_membarrier()),
+      idle_spin_ns_(static_cast<std::uint64_t>(std::max<std::int64_t>(0, idle_spin.count()))) {
   workers_.reserve(workers);
   for (unsigned i = 0; i < workers; ++i) {
     auto w = std::make_unique<Worker>();
@@ -203,9 +208,14 @@ void Scheduler::run_worker(Worker& w) {
     Agent* a = find_work(w);
     if (a == nullptr) a = search(w);
     if (a == nullptr) {
-      const Unpark u = park(w, a);
-      if (u == Unpark::stopping) break;
-      if (a == nullptr) continue;
+      const std::uint64_t idle_since = w.spin_window_ns != 0 || idle_spin_ns_ != 0 ? now_ns() : 0;
+      a = spin(w);
+      if (a == nullptr) {
+        const Unpark u = park(w, a);
+        if (u == Unpark::stopping) break;
+        if (idle_since != 0) adapt_spin(w, now_ns() - idle_since);
+        if (a == nullptr) continue;
+      }
     }
     if (w.watching) [[unlikely]] resign_watch(w);  // busy now: someone else watches
     if (runtime_.activate(a, w)) {
@@ -339,15 +349,51 @@ Agent* Scheduler::steal(Worker& w) noexcept {
   return nullptr;
 }
 
+Agent* Scheduler::look_once(Worker& w) noexcept {
+  if (Agent* a = take_injected(w)) return a;
+  if (Agent* a = steal(w)) return a;
+  return w.queue.pop_front();
+}
+
 Agent* Scheduler::search(Worker& w) noexcept {
   for (unsigned round = 0; round < kSearchRounds; ++round) {
-    if (Agent* a = take_injected(w)) return a;
-    if (Agent* a = steal(w)) return a;
-    if (Agent* a = w.queue.pop_front()) return a;
+    if (Agent* a = look_once(w)) return a;
     if (stopping_.load(std::memory_order_relaxed)) return nullptr;
     for (int i = 0; i < 16; ++i) cpu_relax();
   }
   return nullptr;
+}
+
+// Keeps looking for work for the worker's spin window, unless another worker
+// already spins (see "Spinning before parking").
+Agent* Scheduler::spin(Worker& w) noexcept {
+  if (w.spin_window_ns == 0) return nullptr;
+  unsigned none = 0;
+  if (!spinners_.compare_exchange_strong(none, 1, std::memory_order_relaxed)) return nullptr;
+  const std::uint64_t start = now_ns();
+  std::uint64_t now = start;
+  Agent* found = nullptr;
+  while (now - start < w.spin_window_ns && !stopping_.load(std::memory_order_relaxed)) {
+    if ((found = look_once(w)) != nullptr) break;
+    for (int i = 0; i < 16; ++i) cpu_relax();
+    now = now_ns();
+  }
+  spinners_.store(0, std::memory_order_relaxed);
+  w.stats.add(w.stats.spin_ns, now_ns() - start);
+  return found;
+}
+
+// After a park: `idle_ns` is how long the worker had no work (spin + park).
+// Work that came back within idle_spin could have been caught by spinning
+// longer: grow; otherwise the spin was wasted: shrink.
+void Scheduler::adapt_spin(Worker& w, std::uint64_t idle_ns) noexcept {
+  std::uint64_t& window = w.spin_window_ns;
+  if (idle_ns <= idle_spin_ns_) {
+    window = std::min(idle_spin_ns_, std::max(window * 2, kSpinGrowStartNs));
+  } else {
+    window /= 2;
+    if (window < kSpinGrowStartNs) window = 0;
+  }
 }
 
 bool Scheduler::has_stealable_work() const noexcept {

@@ -374,6 +374,9 @@ void Telemetry::collect(metrics::Collector& c) {
               s.steals.load(std::memory_order_relaxed));
     c.counter("swarm_worker_parks_total", "Times a worker found no work and parked.", l,
               s.parks.load(std::memory_order_relaxed));
+    c.counter("swarm_worker_spin_seconds_total",
+              "Time a worker spent spinning for work before parking (part of busy; see idle_spin).", l,
+              static_cast<double>(s.spin_ns.load(std::memory_order_relaxed)) * 1e-9);
     c.gauge("swarm_run_queue_depth", "Runnable agents waiting in a worker's run queue.", l,
             static_cast<double>(sched.queue_depth(w)));
     overflows += s.overflows.load(std::memory_order_relaxed);
