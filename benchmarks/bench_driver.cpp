@@ -199,6 +199,7 @@ std::string summary_json(const Summary& s) {
     j["pooling"] = to_string(s.params.pooling);
     j["telemetry"] = s.params.telemetry ? "on" : "off";
     j["profile_hz"] = s.params.profile_hz;
+    j["idle_spin_us"] = s.params.idle_spin_us;  // -1: the runtime's default
   }
   j["seconds"] = seconds;
   j["checksums"] = checksums;
@@ -367,6 +368,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.batch != 0) args.insert(args.end(), {"--batch", std::to_string(params.batch)});
   if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
   if (params.staged) args.emplace_back("--staged");
+  if (params.idle_spin_us >= 0) args.insert(args.end(), {"--idle-spin", std::to_string(params.idle_spin_us)});
   if (params.connections != 0) args.insert(args.end(), {"--connections", std::to_string(params.connections)});
   if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
   if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});

@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--telemetry", telemetry, "Swarm's metrics and latency sampling: on or off (for overhead figures)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  app.add_option("--idle-spin", params.idle_spin_us,
+                 "Swarm's idle spin before a worker parks, microseconds (-1 = the runtime's default)")
+      ->check(CLI::Range(-1, 10'000))
+      ->capture_default_str();
   app.add_option("--profile-hz", params.profile_hz,
                  "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
       ->check(CLI::Range(0, 1000))

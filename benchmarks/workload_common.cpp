@@ -67,6 +67,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   if (p.workers != 0) c.workers = p.workers;
   if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
   c.telemetry.enabled = p.telemetry;
+  if (p.idle_spin_us >= 0) c.idle_spin = std::chrono::microseconds(p.idle_spin_us);
   return c;
 }
 

@@ -171,7 +171,9 @@ def overview() -> Board:
             width=24)
     b.row("Workers")
     b.graph("Utilization by worker", "percentunit",
-            (f"rate(swarm_worker_busy_seconds_total{SEL}[{RATE}])", "worker {{worker}}"), links=FLAMEGRAPH)
+            (f"rate(swarm_worker_busy_seconds_total{SEL}[{RATE}])", "worker {{worker}}"),
+            (f"rate(swarm_worker_spin_seconds_total{SEL}[{RATE}])", "worker {{worker}} spinning for work"),
+            links=FLAMEGRAPH, note="Busy includes spinning before parking (idle_spin): a low-latency choice, not load.")
     b.graph("Saturation: runnable agents waiting", "short",
             (f"sum(swarm_run_queue_depth{SEL}) + sum(swarm_injector_depth{SEL})", "in run queues and the injector"))
     b.graph("Errors: crashes /s", "ops", (f"sum(rate(swarm_agent_crashes_total{SEL}[{RATE}]))", "crashes"))
