@@ -200,6 +200,7 @@ std::string summary_json(const Summary& s) {
     j["telemetry"] = s.params.telemetry ? "on" : "off";
     j["profile_hz"] = s.params.profile_hz;
     j["idle_spin_us"] = s.params.idle_spin_us;  // -1: the runtime's default
+    j["batch_fanout"] = !s.params.batch_fanout ? "default" : *s.params.batch_fanout ? "on" : "off";
   }
   j["seconds"] = seconds;
   j["checksums"] = checksums;
@@ -369,6 +370,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.max_delay_ms != 0) args.insert(args.end(), {"--max-delay-ms", std::to_string(params.max_delay_ms)});
   if (params.staged) args.emplace_back("--staged");
   if (params.idle_spin_us >= 0) args.insert(args.end(), {"--idle-spin", std::to_string(params.idle_spin_us)});
+  if (params.batch_fanout) args.insert(args.end(), {"--batch-fanout", *params.batch_fanout ? "on" : "off"});
   if (params.connections != 0) args.insert(args.end(), {"--connections", std::to_string(params.connections)});
   if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
   if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});

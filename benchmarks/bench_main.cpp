@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
                  "Swarm's idle spin before a worker parks, microseconds (-1 = the runtime's default)")
       ->check(CLI::Range(-1, 10'000))
       ->capture_default_str();
+  std::string batch_fanout = "default";
+  app.add_option("--batch-fanout", batch_fanout,
+                 "Swarm's fan-out wake-ups queued together (on), one by one (off), or the runtime's default")
+      ->check(CLI::IsMember({"on", "off", "default"}))
+      ->capture_default_str();
   app.add_option("--profile-hz", params.profile_hz,
                  "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
       ->check(CLI::Range(0, 1000))
@@ -109,6 +114,7 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
   params.telemetry = telemetry == "on";
+  if (batch_fanout != "default") params.batch_fanout = batch_fanout == "on";
   if (send_asap != "default") params.send_asap = send_asap == "on";
   if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 

@@ -68,6 +68,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   if (p.pooling != WorkloadParams::Pooling::runtime_default) c.pooling = p.pooling == WorkloadParams::Pooling::on;
   c.telemetry.enabled = p.telemetry;
   if (p.idle_spin_us >= 0) c.idle_spin = std::chrono::microseconds(p.idle_spin_us);
+  if (p.batch_fanout) c.batch_fanout = *p.batch_fanout;
   return c;
 }
 

@@ -89,6 +89,9 @@ struct RuntimeConfig {
   /// a park and shrinks when it does not, so an idle runtime does not spin.
   /// One worker spins at a time.
   std::chrono::microseconds idle_spin = kDefaultIdleSpin;
+  /// A publish on a worker queues the agents it makes runnable together, with
+  /// one wake-up, instead of one by one (false: one by one).
+  bool batch_fanout = true;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};

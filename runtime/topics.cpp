@@ -3,6 +3,7 @@
 // and the audit log.
 
 #include "runtime/detail/runtime_core.hpp"
+#include "runtime/detail/scheduler.hpp"
 #include "runtime/detail/telemetry.hpp"
 
 namespace swarm {
@@ -65,7 +66,9 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
     o.relayed_by = relay->relayed_by;
     o.relay_group = relay->relay_group;
   }
+  const bool batched = config_.batch_fanout && scheduler_->begin_fanout();
   router::PublishResult r = router_.publish(topic, payload, o);
+  if (batched) scheduler_->end_fanout();
   if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
   if (r.no_subscriber) count_drop(DropReason::no_subscriber, {});
   return r;  // full mailboxes and dead agents were counted by the endpoint

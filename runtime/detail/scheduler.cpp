@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
+#include <iterator>
 #include <string>
 #include <thread>
 
@@ -138,6 +139,11 @@ void Scheduler::schedule(Agent* agent) noexcept {
     inject(agent);
     return;
   }
+  if (w->batching) [[unlikely]] {
+    w->batch[w->batch_size++] = agent;
+    if (w->batch_size == std::size(w->batch)) flush_batch(*w);
+    return;
+  }
   if (w->claim.load(std::memory_order_relaxed) != nullptr) [[unlikely]] settle_claim(*w, nullptr);
   Agent* displaced = w->next.load(std::memory_order_relaxed);
   if (displaced == nullptr) {
@@ -161,6 +167,39 @@ void Scheduler::yield(Agent* agent) noexcept {
     return;
   }
   push_local(*w, agent);
+}
+
+bool Scheduler::begin_fanout() noexcept {
+  Worker* w = tls_worker;
+  if (w == nullptr || w->scheduler != this || w->batching) return false;
+  w->batching = true;
+  return true;
+}
+
+void Scheduler::end_fanout() noexcept {
+  Worker& w = *tls_worker;
+  w.batching = false;
+  if (w.batch_size == 1) {
+    w.batch_size = 0;
+    schedule(w.batch[0]);  // one agent: the next slot, as without batching
+  } else if (w.batch_size != 0) {
+    flush_batch(w);
+  }
+}
+
+// Queues the held agents in the order they became runnable, then looks for
+// sleepers once.
+void Scheduler::flush_batch(Worker& w) noexcept {
+  unsigned i = 0;
+  while (i < w.batch_size && w.queue.push_back(w.batch[i])) ++i;
+  if (i < w.batch_size) {  // the local queue is full: the rest to the injector, under one lock
+    w.stats.add(w.stats.overflows);
+    MutexLock lock(injector_mu_);
+    for (; i < w.batch_size; ++i) injector_.push_back(w.batch[i]);
+    injector_size_.store(injector_.size(), std::memory_order_release);
+  }
+  w.batch_size = 0;
+  notify_work();
 }
 
 void Scheduler::push_local(Worker& w, Agent* a) noexcept {

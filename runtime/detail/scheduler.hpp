@@ -44,6 +44,13 @@
 // verdict always speaks of the current occupant. Without membarrier (old
 // kernels, ThreadSanitizer) both sides use seq_cst fences instead.
 //
+// Fan-out wake-ups (RuntimeConfig::batch_fanout). A publish to many agents
+// makes many of them runnable at once; scheduling each as it comes (next
+// slot, a push, a store-load fence to look for sleepers) costs more than the
+// delivery itself. During a publish on a worker they are collected instead
+// (up to 64) and queued together with one look for sleepers. One agent alone
+// still goes to the next slot. Nothing waits longer than the publish.
+//
 // Step mode (RuntimeConfig::step_mode, for deterministic tests): start() is
 // never called, so no worker thread exists and every schedule() and yield()
 // goes to the injector, a FIFO; the test's thread takes agents from it one at
@@ -100,6 +107,10 @@ struct alignas(64) Worker {
   std::uint32_t rng = 0;
   bool watching = false;        // holds the watcher role (mirrors Scheduler::watcher_)
   std::uint64_t spin_window_ns = 0;  // how long to spin before parking (see "Spinning before parking")
+  // Agents made runnable during a fan-out (see "Fan-out wake-ups"); owner only.
+  bool batching = false;
+  unsigned batch_size = 0;
+  Agent* batch[64];
   // -- the next slot: owner and watcher (see "Taking from a next slot") ---
   // Made runnable by the agent that runs (ran) last. Only the owner stores a
   // non-null value; the watcher only CASes it to nullptr.
@@ -138,6 +149,11 @@ class Scheduler {
   void schedule(Agent* agent) noexcept;
   /// Puts an agent that used its budget back in line behind the others.
   void yield(Agent* agent) noexcept;
+  /// On a worker: agents made runnable until end_fanout() are held back and
+  /// then queued together, with one wake-up (see "Fan-out wake-ups"). Returns
+  /// false (and does nothing) off the workers or when already batching.
+  bool begin_fanout() noexcept;
+  void end_fanout() noexcept;
 
   /// True when every worker is parked and no queue holds an agent.
   bool quiescent() const noexcept;
@@ -174,6 +190,7 @@ class Scheduler {
   Agent* settle_claim(Worker& w, Agent* taken) noexcept;
   bool try_take_from(Worker& victim, Agent* agent) noexcept;
   void push_local(Worker& w, Agent* a) noexcept;
+  void flush_batch(Worker& w) noexcept;
   void inject(Agent* a) noexcept;
   void notify_work() noexcept;
   bool has_stealable_work() const noexcept;
