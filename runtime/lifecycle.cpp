@@ -63,6 +63,11 @@ AgentRef detail::spawn_agent(RuntimeCore& rt, AgentRef parent, const AgentTypeSp
   return rt.spawn(parent, spec, construct, args);
 }
 
+detail::IndexCache* RuntimeCore::local_indices() noexcept {
+  detail::Worker* w = detail::Scheduler::current();
+  return w != nullptr && w->scheduler == scheduler_.get() ? &w->indices : nullptr;
+}
+
 std::uint64_t RuntimeCore::spawn_clock() noexcept { return telemetry_->sample() ? detail::now_ns() : 0; }
 
 AgentRef RuntimeCore::spawn(AgentRef parent, const AgentTypeSpec& spec, ConstructAgent construct, void* args) {
@@ -112,7 +117,7 @@ AgentRef RuntimeCore::attach(Agent* agent, const AgentTypeInfo& type, AgentRef p
   }
   AgentRef ref;
   try {
-    ref = table_.reserve(agent, type.mailbox);
+    ref = table_.reserve(agent, type.mailbox, local_indices());
   } catch (...) {
     type.release(agent);
     throw;
@@ -240,7 +245,7 @@ void RuntimeCore::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
   }
   const AgentTypeInfo& type = *core.type;
   type.release(agent);
-  table_.recycle(self.index);
+  table_.recycle(self.index, local_indices());
   exited_.fetch_add(1, std::memory_order_relaxed);
   live_.fetch_sub(1, std::memory_order_release);
 }

@@ -224,21 +224,24 @@ TEST(Mailbox, DropOldestKeepsTheNewestMessages) {
 }
 
 TEST(AgentRef, SendToAnExitedAgentIsReportedEvenAfterSlotReuse) {
-  Runtime rt(small());
+  // Step mode: the exit is on this thread, whose freed slot the next spawn
+  // here takes (a worker keeps freed slots for its own spawns first).
+  DeterministicRuntime rt;
   std::atomic<long> sum{0};
-  AgentRef old = rt.spawn<Summer>(sum);
-  ASSERT_TRUE(rt.stop(old));
-  // Not only closed (alive() is false then) but gone: its slot is free again.
-  ASSERT_TRUE(eventually([&] { return rt.stats().live == 0; }));
-  AgentRef fresh = rt.spawn<Summer>(sum);
+  AgentRef old = rt->spawn<Summer>(sum);
+  ASSERT_TRUE(rt->stop(old));
+  rt.run_until_idle();
+  ASSERT_EQ(rt->stats().live, 0u);  // not only closed but gone: its slot is free again
+  AgentRef fresh = rt->spawn<Summer>(sum);
   EXPECT_EQ(fresh.index, old.index);  // the slot was recycled...
   EXPECT_NE(fresh.generation, old.generation);
-  EXPECT_EQ(rt.send(old, 5), SendResult::dead_agent);  // ...but the old ref never reaches it
-  EXPECT_EQ(rt.send(fresh, 7), SendResult::ok);
-  EXPECT_TRUE(eventually([&] { return sum == 7; }));
-  EXPECT_EQ(rt.stats().refused[static_cast<int>(RefuseReason::dead_agent)], 1u);
-  EXPECT_EQ(rt.stats().dropped_total(), 0u);
-  EXPECT_EQ(rt.send(AgentRef{123456, 9}, 1), SendResult::dead_agent);  // never existed
+  EXPECT_EQ(rt->send(old, 5), SendResult::dead_agent);  // ...but the old ref never reaches it
+  EXPECT_EQ(rt->send(fresh, 7), SendResult::ok);
+  rt.run_until_idle();
+  EXPECT_EQ(sum, 7);
+  EXPECT_EQ(rt->stats().refused[static_cast<int>(RefuseReason::dead_agent)], 1u);
+  EXPECT_EQ(rt->stats().dropped_total(), 0u);
+  EXPECT_EQ(rt->send(AgentRef{123456, 9}, 1), SendResult::dead_agent);  // never existed
 }
 
 class Thrower : public Agent {

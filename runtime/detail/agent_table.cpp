@@ -12,7 +12,20 @@ AgentTable::~AgentTable() {
   for (unsigned i = 0; i < kMaxSegments; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
 }
 
-std::uint32_t AgentTable::take_index() {
+std::uint32_t AgentTable::take_cached(IndexCache& cache) {
+  if (cache.count == 0) {
+    MutexLock lock(mu_);
+    while (cache.count < IndexCache::kCapacity / 2 && !free_.empty()) {  // half a cache at once
+      cache.items[cache.count++] = free_.back();
+      free_.pop_back();
+    }
+  }
+  if (cache.count != 0) return cache.items[--cache.count];
+  return take_index(nullptr);
+}
+
+std::uint32_t AgentTable::take_index(IndexCache* cache) {
+  if (cache != nullptr) return take_cached(*cache);
   MutexLock lock(mu_);
   if (!free_.empty()) {
     std::uint32_t i = free_.back();
@@ -29,8 +42,8 @@ std::uint32_t AgentTable::take_index() {
   return i;
 }
 
-AgentRef AgentTable::reserve(Agent* agent, MailboxOptions mailbox) {
-  std::uint32_t i = take_index();
+AgentRef AgentTable::reserve(Agent* agent, MailboxOptions mailbox, IndexCache* cache) {
+  std::uint32_t i = take_index(cache);
   Slot& s = at(i);
   std::uint32_t gen = ctl::generation(s.ctl.load(std::memory_order_relaxed));
   s.agent.store(agent, std::memory_order_relaxed);  // published by open()'s release
@@ -39,12 +52,20 @@ AgentRef AgentTable::reserve(Agent* agent, MailboxOptions mailbox) {
   return AgentRef{i, gen};
 }
 
-void AgentTable::recycle(std::uint32_t index) noexcept {
+void AgentTable::recycle(std::uint32_t index, IndexCache* cache) noexcept {
   Slot& s = at(index);
   std::uint32_t gen = ctl::generation(s.ctl.load(std::memory_order_relaxed)) + 1;
   if (gen == 0) gen = 1;  // 0 means "no agent"
   s.ctl.store(ctl::make(gen, ctl::kClosed), std::memory_order_release);
   s.agent.store(nullptr, std::memory_order_relaxed);
+  if (cache != nullptr) {
+    if (cache->count == IndexCache::kCapacity) {  // full: half of it to the shared list
+      MutexLock lock(mu_);
+      for (unsigned k = 0; k < IndexCache::kCapacity / 2; ++k) free_.push_back(cache->items[--cache->count]);
+    }
+    cache->items[cache->count++] = index;
+    return;
+  }
   MutexLock lock(mu_);
   free_.push_back(index);
 }

@@ -57,6 +57,15 @@ struct Slot {
   std::atomic<std::uint32_t> queueing_delay_us{0};  // moving average of sampled delays
 };
 
+/// Free slot indices kept by one worker, so that agents spawning and exiting
+/// on workers seldom take the table's lock (W6: the lock and its contention
+/// were an eighth of the time). Owner-only.
+struct IndexCache {
+  static constexpr unsigned kCapacity = 64;
+  std::uint32_t items[kCapacity];
+  unsigned count = 0;
+};
+
 class AgentTable {
  public:
   static constexpr unsigned kSegmentBits = 12;
@@ -74,15 +83,16 @@ class AgentTable {
   Slot& at(std::uint32_t index) const noexcept { return *find(index); }
 
   /// Takes a free slot for `agent` (still closed); returns its future ref.
-  /// Throws std::length_error when the table is full.
-  AgentRef reserve(Agent* agent, MailboxOptions mailbox);
+  /// Throws std::length_error when the table is full. `cache`: the calling
+  /// worker's, or nullptr.
+  AgentRef reserve(Agent* agent, MailboxOptions mailbox, IndexCache* cache = nullptr);
   /// Opens a reserved slot to messages.
   void open(AgentRef ref) noexcept {
     at(ref.index).ctl.store(ctl::make(ref.generation, 0), std::memory_order_release);
   }
   /// Closes the slot for good (bumping its generation) and recycles it.
   /// REQUIRES: the agent exited and its mailbox was drained.
-  void recycle(std::uint32_t index) noexcept;
+  void recycle(std::uint32_t index, IndexCache* cache = nullptr) noexcept;
 
   /// Calls f(Agent*, AgentRef) for every open slot. Racy by nature: for
   /// shutdown and diagnostics only.
@@ -101,7 +111,8 @@ class AgentTable {
   std::uint32_t high_water() const noexcept { return high_water_.load(std::memory_order_acquire); }
 
  private:
-  std::uint32_t take_index();
+  std::uint32_t take_index(IndexCache* cache);
+  [[gnu::noinline]] std::uint32_t take_cached(IndexCache& cache);
 
   std::unique_ptr<std::atomic<Slot*>[]> segments_;  // own synchronization
   std::atomic<std::uint32_t> high_water_{0};         // slots ever handed out

@@ -200,6 +200,8 @@ class RuntimeCore final : public RuntimeView {
   }
   const AgentTypeInfo& make_type_info(const AgentTypeSpec& spec);
   std::uint64_t spawn_clock() noexcept;
+  // The calling worker's cache of free table slots, or nullptr off this runtime's workers.
+  detail::IndexCache* local_indices() noexcept;
   AgentRef attach(Agent* agent, const AgentTypeInfo& type, AgentRef parent, std::uint64_t clock);
   // Counting what was not delivered: `to` names the receiver when known (its
   // type is logged once per reason: the setting to change).

@@ -71,6 +71,7 @@
 #include <vector>
 
 #include "base/mutex.hpp"
+#include "runtime/detail/agent_table.hpp"
 #include "runtime/detail/run_queue.hpp"
 
 namespace swarm {
@@ -107,6 +108,7 @@ struct alignas(64) Worker {
   std::uint32_t rng = 0;
   bool watching = false;        // holds the watcher role (mirrors Scheduler::watcher_)
   std::uint64_t spin_window_ns = 0;  // how long to spin before parking (see "Spinning before parking")
+  IndexCache indices;  // free agent-table slots for spawns on this worker
   // Agents made runnable during a fan-out (see "Fan-out wake-ups"); owner only.
   bool batching = false;
   unsigned batch_size = 0;
