@@ -247,7 +247,7 @@ void Scheduler::run_worker(Worker& w) {
     Agent* a = find_work(w);
     if (a == nullptr) a = search(w);
     if (a == nullptr) {
-      const std::uint64_t idle_since = w.spin_window_ns != 0 || idle_spin_ns_ != 0 ? now_ns() : 0;
+      const std::uint64_t idle_since = idle_spin_ns_ != 0 ? now_ns() : 0;  // for adapt_spin
       a = spin(w);
       if (a == nullptr) {
         const Unpark u = park(w, a);
