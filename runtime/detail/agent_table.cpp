@@ -12,22 +12,16 @@ AgentTable::~AgentTable() {
   for (unsigned i = 0; i < kMaxSegments; ++i) delete[] segments_[i].load(std::memory_order_relaxed);
 }
 
-std::uint32_t AgentTable::take_cached(IndexCache& cache) {
-  if (cache.count == 0) {
-    MutexLock lock(mu_);
-    while (cache.count < IndexCache::kCapacity / 2 && !free_.empty()) {  // half a cache at once
-      cache.items[cache.count++] = free_.back();
+std::uint32_t AgentTable::take_index(IndexCache* cache) {
+  if (cache != nullptr && cache->count != 0) return cache->items[--cache->count];
+  MutexLock lock(mu_);
+  if (cache != nullptr) {  // a worker: half a cache at once
+    while (cache->count < IndexCache::kCapacity / 2 && !free_.empty()) {
+      cache->items[cache->count++] = free_.back();
       free_.pop_back();
     }
-  }
-  if (cache.count != 0) return cache.items[--cache.count];
-  return take_index(nullptr);
-}
-
-std::uint32_t AgentTable::take_index(IndexCache* cache) {
-  if (cache != nullptr) return take_cached(*cache);
-  MutexLock lock(mu_);
-  if (!free_.empty()) {
+    if (cache->count != 0) return cache->items[--cache->count];
+  } else if (!free_.empty()) {
     std::uint32_t i = free_.back();
     free_.pop_back();
     return i;

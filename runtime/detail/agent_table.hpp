@@ -112,7 +112,6 @@ class AgentTable {
 
  private:
   std::uint32_t take_index(IndexCache* cache);
-  std::uint32_t take_cached(IndexCache& cache);
 
   std::unique_ptr<std::atomic<Slot*>[]> segments_;  // own synchronization
   std::atomic<std::uint32_t> high_water_{0};         // slots ever handed out

@@ -25,13 +25,18 @@ def free_port() -> int:
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
+    """Polls `condition` until it is true or `timeout` s have passed. What the
+    suites wait for (a server, a process, a metric) offers nothing to block
+    on, so it looks again soon, less often the longer it takes, and never
+    sleeps past the deadline."""
     deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.02)  # the poll interval; the deadline above bounds the wait
+    pause = 0.001
+    while not (value := condition()):
+        left = deadline - time.monotonic()
+        assert left > 0, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 0.05)
+    return value
 
 
 class Redis:
