@@ -7,6 +7,7 @@
 #include <charconv>
 #include <stdexcept>
 
+#include "base/secret.hpp"
 #include "metrics/live_page.hpp"
 #include "metrics/profiler.hpp"
 
@@ -54,6 +55,8 @@ void AdminServer::set_dynamic_page(std::string path, Page page) {
 void AdminServer::remove_dynamic_page(const std::string& path) {
   MutexLock lock(dynamic_mu_);
   dynamic_pages_.erase(path);
+  // No new request can find it now; wait out those already in it.
+  dynamic_done_.wait(dynamic_mu_, [&]() SWARM_REQUIRES(dynamic_mu_) { return !dynamic_running_.contains(path); });
 }
 
 void AdminServer::add_readiness_check(std::string name, ReadinessCheck check) {
@@ -73,12 +76,6 @@ void AdminServer::set_control_token(std::string token) {
 void AdminServer::set_logical_profile(LogicalProfile source) { logical_ = std::move(source); }
 
 namespace {
-bool equal_constant_time(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
-}
-
 // Few threads: scrapes are quick, a flamegraph request holds one for its duration.
 constexpr int kServerThreads = 4;
 
@@ -124,9 +121,27 @@ void AdminServer::start() {
     Page page;
     {
       MutexLock lock(dynamic_mu_);
-      if (auto it = dynamic_pages_.find(req.path); it != dynamic_pages_.end()) page = it->second;
+      if (auto it = dynamic_pages_.find(req.path); it != dynamic_pages_.end()) {
+        page = it->second;
+        ++dynamic_running_[req.path];
+      }
     }
-    if (!page) page = [](const AdminRequest& r) { return AdminResponse{404, "text/plain; charset=utf-8", "admin: no page " + r.path + "\n"}; };
+    if (!page) {
+      res.status = 404;
+      res.set_content("admin: no page " + req.path + "\n", "text/plain; charset=utf-8");
+      return;
+    }
+    struct Done {  // also when the page throws what serve() does not catch
+      AdminServer& s;
+      const std::string& path;
+      ~Done() {
+        MutexLock lock(s.dynamic_mu_);
+        if (--s.dynamic_running_[path] == 0) {
+          s.dynamic_running_.erase(path);
+          s.dynamic_done_.notify_all();
+        }
+      }
+    } done{*this, req.path};
     serve(page, req, res);
   });
   // Control: the token first, then the page.

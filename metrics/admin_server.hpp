@@ -86,6 +86,8 @@ class AdminServer {
   /// A page under /debug/ that can come and go while serving (e.g. a
   /// gateway's). Replaces one of the same path. Any time, any thread.
   void set_dynamic_page(std::string path, Page page);
+  /// Removes the page and returns once no request still runs it, so what the
+  /// page uses may be destroyed next. Any thread but the page's own.
   void remove_dynamic_page(const std::string& path);
   /// A page under /control/ (any time, any thread); see the header comment.
   void set_control_page(std::string path, Page page);
@@ -113,6 +115,8 @@ class AdminServer {
   std::vector<std::pair<std::string, Page>> pages_;
   Mutex dynamic_mu_;
   std::map<std::string, Page> dynamic_pages_ SWARM_GUARDED_BY(dynamic_mu_);
+  std::map<std::string, int> dynamic_running_ SWARM_GUARDED_BY(dynamic_mu_);  // requests in a page, by path
+  CondVar dynamic_done_;  // a count in dynamic_running_ went to zero
   std::map<std::string, Page> control_pages_ SWARM_GUARDED_BY(dynamic_mu_);
   std::string control_token_ SWARM_GUARDED_BY(dynamic_mu_);
   std::vector<std::pair<std::string, ReadinessCheck>> checks_;

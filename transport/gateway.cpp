@@ -26,6 +26,7 @@
 #include <zmq.hpp>
 
 #include "base/mutex.hpp"
+#include "base/secret.hpp"
 #include "metrics/registry.hpp"
 
 namespace swarm::transport {
@@ -97,12 +98,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
-}
-
-bool equal_constant_time(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<std::size_t>(b.size(), 1)]);
-  return diff == 0;
 }
 
 }  // namespace
