@@ -80,9 +80,15 @@ TEST(AdminServer, RemovingADynamicPageWaitsForTheRequestsInIt) {
     owner.reset();
     owner_gone = true;
   });
-  // Gone for new requests (so the remover is past the erase), while the
-  // first one is still in the page; other pages still answer.
-  EXPECT_TRUE(eventually([&] { return status_of(port, "/debug/slow") == 404; }));
+  // Unlisted (so the remover is past the erase; asking for the page itself
+  // could enter it first), gone for new requests, while the first one is
+  // still in it; other pages still answer.
+  EXPECT_TRUE(eventually([&] {
+    httplib::Client c("127.0.0.1", port);
+    auto index = c.Get("/index.txt");
+    return index && index->body.find("/debug/slow") == std::string::npos;
+  }));
+  EXPECT_EQ(status_of(port, "/debug/slow"), 404);
   EXPECT_EQ(status_of(port, "/debug/quick"), 200);
   EXPECT_FALSE(owner_gone) << "remove_dynamic_page returned while a request was in the page";
   release = true;
