@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <thread>
 
 #include "metrics/registry.hpp"
@@ -13,16 +15,28 @@
 namespace swarm::metrics {
 namespace {
 
-// Polls `cond` until true or 10 s pass; returns its last value.
-template <class F>
-bool eventually(F cond) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+constexpr auto kDeadline = std::chrono::seconds(10);
+
+// A one-way signal between threads, waited on with a deadline.
+class Signal {
+ public:
+  void set() {
+    {
+      std::lock_guard lock(mu_);
+      set_ = true;
+    }
+    cv_.notify_all();
   }
-  return true;
-}
+  bool wait() {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, kDeadline, [&] { return set_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool set_ = false;
+};
 
 int status_of(std::uint16_t port, const char* path) {
   httplib::Client c("127.0.0.1", port);
@@ -56,10 +70,11 @@ TEST(AdminServer, RemovingADynamicPageWaitsForTheRequestsInIt) {
   admin.start();
   const std::uint16_t port = admin.port();
   auto owner = std::make_unique<int>(42);
-  std::atomic<bool> in_page{false}, release{false}, owner_gone{false};
+  Signal in_page, release;
+  std::atomic<bool> owner_gone{false};
   admin.set_dynamic_page("/debug/slow", [&, p = owner.get()](const AdminRequest&) {
-    in_page = true;
-    while (!release) std::this_thread::yield();
+    in_page.set();
+    release.wait();
     return AdminResponse{200, "text/plain", std::to_string(*p)};
   });
   admin.set_dynamic_page("/debug/quick", [](const AdminRequest&) { return AdminResponse{200, "text/plain", "ok"}; });
@@ -74,7 +89,7 @@ TEST(AdminServer, RemovingADynamicPageWaitsForTheRequestsInIt) {
     if (auto r = c.Get("/debug/slow")) body = r->body;
   });
   // EXPECT from here on: the threads are released and joined whatever happens.
-  EXPECT_TRUE(eventually([&] { return in_page.load(); }));
+  EXPECT_TRUE(in_page.wait());
   std::thread remover([&] {
     admin.remove_dynamic_page("/debug/slow");
     owner.reset();
@@ -83,15 +98,19 @@ TEST(AdminServer, RemovingADynamicPageWaitsForTheRequestsInIt) {
   // Unlisted (so the remover is past the erase; asking for the page itself
   // could enter it first), gone for new requests, while the first one is
   // still in it; other pages still answer.
-  EXPECT_TRUE(eventually([&] {
+  // Nothing to block on here: each look is an HTTP round trip.
+  const auto deadline = std::chrono::steady_clock::now() + kDeadline;
+  bool unlisted = false;
+  while (!unlisted && std::chrono::steady_clock::now() < deadline) {
     httplib::Client c("127.0.0.1", port);
     auto index = c.Get("/index.txt");
-    return index && index->body.find("/debug/slow") == std::string::npos;
-  }));
+    unlisted = index && index->body.find("/debug/slow") == std::string::npos;
+  }
+  EXPECT_TRUE(unlisted);
   EXPECT_EQ(status_of(port, "/debug/slow"), 404);
   EXPECT_EQ(status_of(port, "/debug/quick"), 200);
   EXPECT_FALSE(owner_gone) << "remove_dynamic_page returned while a request was in the page";
-  release = true;
+  release.set();
   request.join();
   remover.join();
   EXPECT_EQ(body, "42");
