@@ -91,6 +91,12 @@ int main(int argc, char** argv) {
                  "Swarm's fan-out wake-ups queued together (on), one by one (off), or the runtime's default")
       ->check(CLI::IsMember({"on", "off", "default"}))
       ->capture_default_str();
+  std::string shared_fanout = "default";
+  app.add_option("--shared-fanout", shared_fanout,
+                 "Swarm's large publishes shared out to other workers (on), made by the publishing worker (off), "
+                 "or the runtime's default")
+      ->check(CLI::IsMember({"on", "off", "default"}))
+      ->capture_default_str();
   app.add_option("--profile-hz", params.profile_hz,
                  "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
       ->check(CLI::Range(0, 1000))
@@ -115,6 +121,7 @@ int main(int argc, char** argv) {
   }
   params.telemetry = telemetry == "on";
   if (batch_fanout != "default") params.batch_fanout = batch_fanout == "on";
+  if (shared_fanout != "default") params.shared_fanout = shared_fanout == "on";
   if (send_asap != "default") params.send_asap = send_asap == "on";
   if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 

@@ -69,6 +69,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   c.telemetry.enabled = p.telemetry;
   if (p.idle_spin_us >= 0) c.idle_spin = std::chrono::microseconds(p.idle_spin_us);
   if (p.batch_fanout) c.batch_fanout = *p.batch_fanout;
+  if (p.shared_fanout) c.shared_fanout = *p.shared_fanout;
   return c;
 }
 

@@ -180,6 +180,7 @@ def overview() -> Board:
     b.graph("Activations, steals, parks /s", "ops",
             (f"sum(rate(swarm_worker_activations_total{SEL}[{RATE}]))", "activations"),
             (f"sum(rate(swarm_worker_steals_total{SEL}[{RATE}]))", "steals"),
+            (f"sum(rate(swarm_worker_shared_parts_total{SEL}[{RATE}]))", "parts of large publishes helped"),
             (f"sum(rate(swarm_worker_parks_total{SEL}[{RATE}]))", "parks"))
     b.graph("Workers", "short", (f"sum(swarm_workers{SEL})", "workers"))
     b.row("Run queues")

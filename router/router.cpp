@@ -472,6 +472,33 @@ namespace {
     case DeliverStatus::dead: ++res.dead; break;
   }
 }
+
+// A publish's plain subscribers in parts run by options.helper (see
+// PublishOptions::helper). Each part counts into a local result and writes its
+// slot once: parts on other threads must not share a cache line per delivery.
+void deliver_shared(std::span<const Subscriber> subs, const Delivery& d, FanoutHelper& helper,
+                    PublishResult& res) noexcept {
+  constexpr std::size_t kMaxParts = 64;
+  struct Shared {
+    std::span<const Subscriber> subs;
+    const Delivery& d;
+    std::size_t parts;
+    PublishResult results[kMaxParts];
+  } shared{subs, d, std::min(kMaxParts, subs.size() / kSharedFanoutPart), {}};
+  helper.run_parts(shared.parts, [](void* context, std::size_t part) {
+    auto& s = *static_cast<Shared*>(context);
+    Delivery d = s.d;
+    PublishResult local;
+    const std::size_t end = (part + 1) * s.subs.size() / s.parts;
+    for (std::size_t i = part * s.subs.size() / s.parts; i < end; ++i) deliver_counted(s.subs[i], d, local);
+    s.results[part] = local;
+  }, &shared);
+  for (std::size_t i = 0; i < shared.parts; ++i) {
+    res.delivered += shared.results[i].delivered;
+    res.mailbox_full += shared.results[i].mailbox_full;
+    res.dead += shared.results[i].dead;
+  }
+}
 }  // namespace
 
 PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOptions options) noexcept {
@@ -486,7 +513,11 @@ PublishResult Router::publish(TopicId topic, const Payload& payload, PublishOpti
       if (options.relayed_by != nullptr) [[unlikely]] {
         publish_relayed(*r, d, options, res);
       } else {
-        for (Subscriber s : r->plain()) send(s);
+        if (options.helper != nullptr && r->plain_count >= kSharedFanoutMin) {
+          deliver_shared(r->plain(), d, *options.helper, res);
+        } else {
+          for (Subscriber s : r->plain()) send(s);
+        }
         for (std::uint32_t i = 0; i < r->group_count; ++i) {
           const Resolved::Group& g = r->groups[i];
           const std::uint32_t turn = g.next.fetch_add(1, std::memory_order_relaxed);

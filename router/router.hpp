@@ -72,6 +72,19 @@ struct Subscriber {
 
 enum class GroupPolicy : std::uint8_t { round_robin, least_loaded };
 
+/// Runs the parts of a large publish on more than one thread (the runtime's
+/// workers); see PublishOptions::helper.
+class FanoutHelper {
+ public:
+  using Part = void (*)(void* context, std::size_t part);
+  /// Calls part(context, i) once for every i < parts, on this thread and
+  /// perhaps others, and returns once every call has returned.
+  virtual void run_parts(std::size_t parts, Part part, void* context) noexcept = 0;
+
+ protected:
+  ~FanoutHelper() = default;
+};
+
 struct RouterConfig {
   std::size_t max_topic_bytes = 256;
   std::size_t max_tokens = 16;
@@ -98,7 +111,14 @@ struct PublishOptions {
   // receive it, as the sending node chose.
   const Endpoint* relayed_by = nullptr;
   std::string_view relay_group = {};
+  // Shares a publish to at least kSharedFanoutMin plain subscribers out in
+  // parts of kSharedFanoutPart or more, which `helper` may run on other
+  // threads; the publish still returns once every delivery is made. None: one
+  // thread delivers them all.
+  FanoutHelper* helper = nullptr;
 };
+inline constexpr std::size_t kSharedFanoutPart = 64;
+inline constexpr std::size_t kSharedFanoutMin = 2 * kSharedFanoutPart;
 
 /// What the local subscribers of a router want, as another node sees it: one
 /// entry per (pattern, queue group) with its number of subscribers.

@@ -337,6 +337,49 @@ TEST(Router, WithoutTheResultCacheDeliveriesAreTheSame) {
   EXPECT_GT(ep.count(12), 0u);
 }
 
+// Runs a publish's parts last to first, every other one on a second thread.
+class TwoThreadHelper : public FanoutHelper {
+ public:
+  void run_parts(std::size_t parts, Part part, void* context) noexcept override {
+    last_parts = parts;
+    std::thread other([&] {
+      for (std::size_t i = parts; i-- > 0;) {
+        if (i % 2 == 1) part(context, i);
+      }
+    });
+    for (std::size_t i = parts; i-- > 0;) {
+      if (i % 2 == 0) part(context, i);
+    }
+    other.join();
+  }
+  std::size_t last_parts = 0;
+};
+
+TEST(Router, APublishSharedOutInPartsDeliversToEachSubscriberOnceAndCountsAll) {
+  TwoThreadHelper helper;
+  PublishOptions o;
+  o.helper = &helper;
+  for (std::size_t subscribers : {kSharedFanoutMin - 1, kSharedFanoutMin, std::size_t{1000}, std::size_t{5000}}) {
+    SCOPED_TRACE(subscribers);
+    Router router;
+    RecordingEndpoint ep;
+    for (std::uint64_t a = 1; a <= subscribers; ++a) ASSERT_TRUE(router.subscribe("x", {&ep, a}));
+    ep.set_full(7);
+    ep.set_dead(subscribers);
+    helper.last_parts = 0;
+    auto res = router.publish("x", Payload::of(1), o);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->delivered, subscribers - 2);
+    EXPECT_EQ(res->mailbox_full, 1u);
+    EXPECT_EQ(res->dead, 1u);
+    const auto got = ep.take();
+    EXPECT_EQ(got.size(), subscribers - 2);
+    for (const auto& [address, topics] : got) EXPECT_EQ(topics.size(), 1u) << address;
+    // Below the threshold one thread delivers all; above, parts of 64 or more, at most 64 of them.
+    EXPECT_EQ(helper.last_parts, subscribers < kSharedFanoutMin ? 0 : std::min<std::size_t>(64, subscribers / 64));
+  }
+}
+
 TEST(Router, UnknownTopicIdIsNoSubscriber) {
   Router r;
   EXPECT_TRUE(r.publish(TopicId{777}, Payload::of(1)).no_subscriber);

@@ -92,6 +92,11 @@ struct RuntimeConfig {
   /// A publish on a worker queues the agents it makes runnable together, with
   /// one wake-up, instead of one by one (false: one by one).
   bool batch_fanout = true;
+  /// A publish from a handler to 128 agents or more is shared out in parts
+  /// that a worker with nothing of its own to run helps deliver (its receivers
+  /// then run there); the publish still returns once every delivery is made,
+  /// with the same result and order (false: the publishing worker makes them all).
+  bool shared_fanout = true;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};

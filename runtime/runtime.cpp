@@ -195,6 +195,7 @@ RuntimeStats RuntimeCore::stats() const {
     s.steals += w.steals.load(std::memory_order_relaxed);
     s.parks += w.parks.load(std::memory_order_relaxed);
     s.spin_ns += w.spin_ns.load(std::memory_order_relaxed);
+    s.shared_parts += w.shared_parts.load(std::memory_order_relaxed);
   }
   for (int i = 0; i < kDropReasonCount; ++i) s.dropped[i] = drops_[i].load(std::memory_order_relaxed);
   for (int i = 0; i < kRefuseReasonCount; ++i) s.refused[i] = refusals_[i].load(std::memory_order_relaxed);

@@ -68,6 +68,7 @@ struct RuntimeStats {
   std::uint64_t steals = 0;
   std::uint64_t parks = 0;
   std::uint64_t spin_ns = 0;      // workers spinning for work before parking (RuntimeConfig::idle_spin)
+  std::uint64_t shared_parts = 0;  // parts of large publishes delivered by a worker that helped (shared_fanout)
   std::array<std::uint64_t, kDropReasonCount> dropped{};    // accepted, then lost: by DropReason
   std::array<std::uint64_t, kRefuseReasonCount> refused{};  // the sender was told; nothing lost: by RefuseReason
   std::uint64_t dropped_total() const;

@@ -247,13 +247,27 @@ TEST(Topics, StressPublishWhileAgentsSubscribeAndExit) {
 }
 
 // A publish from a handler queues the subscribers it wakes together
-// (RuntimeConfig::batch_fanout) or one by one: both ways, every subscriber
-// gets every message, in the order published.
-class FanOut : public ::testing::TestWithParam<bool> {
+// (RuntimeConfig::batch_fanout) or one by one, and a large one is shared out
+// to other workers (shared_fanout) or not: every way, every subscriber gets
+// every message, in the order published.
+enum class FanOutWay { one_by_one, batched, shared, shared_one_by_one };
+
+std::string way_name(FanOutWay way) {
+  switch (way) {
+    case FanOutWay::one_by_one: return "one_by_one";
+    case FanOutWay::batched: return "batched";
+    case FanOutWay::shared: return "shared";
+    case FanOutWay::shared_one_by_one: return "shared_one_by_one";
+  }
+  return "unknown";
+}
+
+class FanOut : public ::testing::TestWithParam<FanOutWay> {
  protected:
   RuntimeConfig config() const {
     RuntimeConfig c;
-    c.batch_fanout = GetParam();
+    c.batch_fanout = GetParam() == FanOutWay::batched || GetParam() == FanOutWay::shared;
+    c.shared_fanout = GetParam() == FanOutWay::shared || GetParam() == FanOutWay::shared_one_by_one;
     c.default_mailbox.capacity = 1 << 18;  // every message fits: none may be lost
     return c;
   }
@@ -332,8 +346,89 @@ TEST_P(FanOut, StressAgentsPublishWhileSubscribersComeAndGo) {
   EXPECT_EQ(st.dropped_total(), st.dropped[static_cast<int>(DropReason::dead_agent)]);
 }
 
-INSTANTIATE_TEST_SUITE_P(BatchedAndOneByOne, FanOut, ::testing::Bool(),
-                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "batched" : "one_by_one"; });
+// Publishes 2i on fan.x, then sends 2i+1 to each subscriber directly: a
+// receiver sees them in order only if the publish's deliveries, wherever they
+// ran, were all made before it returned. Adds up what the publishes report.
+class PublishThenSend : public Agent {
+ public:
+  PublishThenSend(std::vector<AgentRef> to, int n, std::atomic<std::uint64_t>& delivered)
+      : to_(std::move(to)), n_(n), delivered_(delivered) {}
+  void on_message(Message&) override {
+    const int end = std::min(n_, next_ + 10);
+    for (; next_ < end; ++next_) {
+      auto r = publish("fan.x", Payload::of(2 * next_));
+      if (r) delivered_.fetch_add(r->delivered);
+      for (AgentRef a : to_) (void)send(a, Payload::of(2 * next_ + 1));
+    }
+    if (next_ < n_) (void)send(self(), 0);
+  }
+
+ private:
+  std::vector<AgentRef> to_;
+  int n_, next_ = 0;
+  std::atomic<std::uint64_t>& delivered_;
+};
+
+TEST_P(FanOut, APublishIsCompleteWhenItReturns) {
+  Runtime rt(config());
+  constexpr int kSubscribers = 300, kRounds = 200;  // past the shared fan-out's threshold (128)
+  std::atomic<int> done{0}, disorder{0};
+  std::vector<AgentRef> subscribers;
+  for (int i = 0; i < kSubscribers; ++i) subscribers.push_back(rt.spawn<InOrder>(done, disorder, 2 * kRounds));
+  ASSERT_TRUE(rt.wait_idle());
+  std::atomic<std::uint64_t> delivered{0};
+  AgentRef pub = rt.spawn<PublishThenSend>(subscribers, kRounds, delivered);
+  ASSERT_EQ(rt.send(pub, 0), SendResult::ok);
+  ASSERT_TRUE(eventually([&] { return done.load() == kSubscribers; }));
+  EXPECT_EQ(disorder.load(), 0);
+  EXPECT_EQ(delivered.load(), std::uint64_t{kSubscribers} * kRounds) << "every part counted in the result";
+  EXPECT_EQ(rt.stats().dropped_total(), 0u);
+}
+
+// Publishes on fan.x until told to stop.
+class PublishUntil : public Agent {
+ public:
+  explicit PublishUntil(std::atomic<bool>& stop) : stop_(stop) {}
+  void on_message(Message&) override {
+    for (int i = 0; i < 10; ++i) (void)publish("fan.x", Payload::of(i));
+    if (!stop_.load()) (void)send(self(), 0);
+  }
+
+ private:
+  std::atomic<bool>& stop_;
+};
+
+// With shared_fanout the other worker takes parts of large publishes; without, never.
+TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
+  for (bool shared : {true, false}) {
+    SCOPED_TRACE(shared);
+    RuntimeConfig c;
+    c.workers = 2;
+    c.shared_fanout = shared;
+    c.default_mailbox.capacity = 1 << 18;
+    Runtime rt(c);
+    std::atomic<int> got{0};
+    for (int i = 0; i < 300; ++i) rt.spawn<Listener>("fan.x", got);
+    ASSERT_TRUE(rt.wait_idle());
+    std::atomic<bool> stop{false};
+    AgentRef pub = rt.spawn<PublishUntil>(stop);
+    ASSERT_EQ(rt.send(pub, 0), SendResult::ok);
+    if (shared) {
+      EXPECT_TRUE(eventually([&] { return rt.stats().shared_parts > 0; }));
+    } else {
+      ASSERT_TRUE(eventually([&] { return got.load() >= 300 * 1000; }));
+    }
+    stop.store(true);
+    ASSERT_TRUE(rt.wait_idle());
+    if (!shared) EXPECT_EQ(rt.stats().shared_parts, 0u);
+    EXPECT_EQ(rt.stats().dropped_total(), 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryWay, FanOut,
+                         ::testing::Values(FanOutWay::one_by_one, FanOutWay::batched, FanOutWay::shared,
+                                           FanOutWay::shared_one_by_one),
+                         [](const ::testing::TestParamInfo<FanOutWay>& info) { return way_name(info.param); });
 
 }  // namespace
 }  // namespace swarm

@@ -66,6 +66,7 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
     o.relayed_by = relay->relayed_by;
     o.relay_group = relay->relay_group;
   }
+  if (config_.shared_fanout) o.helper = scheduler_.get();
   const bool batched = config_.batch_fanout && scheduler_->begin_fanout();
   router::PublishResult r = router_.publish(topic, payload, o);
   if (batched) scheduler_->end_fanout();

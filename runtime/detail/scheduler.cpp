@@ -44,6 +44,13 @@ constexpr std::uint64_t kStaleNextNs = 10'000;
 
 thread_local Worker* tls_worker = nullptr;
 
+// SharedFanout::claims (see "Shared fan-out").
+constexpr std::uint64_t kFrontPart = 1;
+constexpr std::uint64_t kBackPart = 1 << 16;
+constexpr std::size_t kMaxSharedParts = 0xffff;
+std::size_t claims_front(std::uint64_t c) { return c & 0xffff; }
+std::size_t claims_back(std::uint64_t c) { return (c >> 16) & 0xffff; }
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -185,6 +192,67 @@ void Scheduler::end_fanout() noexcept {
   } else if (w.batch_size != 0) {
     flush_batch(w);
   }
+}
+
+void Scheduler::run_parts(std::size_t parts, Part part, void* context) noexcept {
+  Worker* w = tls_worker;
+  if (w == nullptr || w->scheduler != this || w->sharing || workers_.size() < 2 || parts > kMaxSharedParts) {
+    for (std::size_t i = 0; i < parts; ++i) part(context, i);
+    return;
+  }
+  w->sharing = true;
+  SharedFanout& job = w->shared;
+  job.part = part;
+  job.context = context;
+  job.helped.store(0, std::memory_order_relaxed);
+  const std::uint64_t generation = (job.claims.load(std::memory_order_relaxed) >> 32) + 1;
+  std::uint64_t c = generation << 32 | parts * kBackPart;
+  job.claims.store(c, std::memory_order_release);
+  shared_open_.fetch_add(1, std::memory_order_relaxed);
+  std::size_t mine = 0;
+  while (claims_front(c) < claims_back(c)) {
+    if (job.claims.compare_exchange_weak(c, c + kFrontPart, std::memory_order_relaxed)) {
+      part(context, claims_front(c));
+      ++mine;
+      c = job.claims.load(std::memory_order_relaxed);
+    }
+  }
+  shared_open_.fetch_sub(1, std::memory_order_relaxed);
+  // Every part is claimed; a helper finishes the ones it took.
+  const std::size_t theirs = parts - mine;
+  for (unsigned spins = 0; job.helped.load(std::memory_order_acquire) != theirs; ++spins) {
+    if (spins < 4096) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();  // the helper was descheduled mid-part
+    }
+  }
+  w->sharing = false;
+}
+
+// Takes parts of other workers' shared publishes from the back until none is
+// left, queueing the agents they wake here. True if it took any.
+bool Scheduler::help(Worker& w) noexcept {
+  if (shared_open_.load(std::memory_order_relaxed) == 0) [[likely]] return false;
+  bool helped = false;
+  for (const auto& owner : workers_) {
+    if (owner.get() == &w) continue;
+    SharedFanout& job = owner->shared;
+    std::uint64_t c = job.claims.load(std::memory_order_acquire);
+    while (claims_front(c) < claims_back(c)) {
+      if (!job.claims.compare_exchange_weak(c, c - kBackPart, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        continue;
+      }
+      const bool batched = begin_fanout();
+      job.part(job.context, claims_back(c) - 1);
+      if (batched) end_fanout();
+      job.helped.fetch_add(1, std::memory_order_release);
+      w.stats.add(w.stats.shared_parts);
+      helped = true;
+      c = job.claims.load(std::memory_order_acquire);
+    }
+  }
+  return helped;
 }
 
 // Queues the held agents in the order they became runnable, then looks for
@@ -390,6 +458,11 @@ Agent* Scheduler::steal(Worker& w) noexcept {
 
 Agent* Scheduler::look_once(Worker& w) noexcept {
   if (Agent* a = take_injected(w)) return a;
+  // Helping first keeps the receivers a helper delivers to on its core; what
+  // it wakes goes to its own queue, so it never runs far ahead of them.
+  if (help(w)) {
+    if (Agent* a = w.queue.pop_front()) return a;
+  }
   if (Agent* a = steal(w)) return a;
   return w.queue.pop_front();
 }

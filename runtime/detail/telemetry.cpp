@@ -372,6 +372,9 @@ void Telemetry::collect(metrics::Collector& c) {
               s.activations.load(std::memory_order_relaxed));
     c.counter("swarm_worker_steals_total", "Successful steals of runnable agents from other workers.", l,
               s.steals.load(std::memory_order_relaxed));
+    c.counter("swarm_worker_shared_parts_total",
+              "Parts of other workers' large publishes this worker delivered (shared_fanout).", l,
+              s.shared_parts.load(std::memory_order_relaxed));
     c.counter("swarm_worker_parks_total", "Times a worker found no work and parked.", l,
               s.parks.load(std::memory_order_relaxed));
     c.counter("swarm_worker_spin_seconds_total",
