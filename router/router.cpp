@@ -487,10 +487,10 @@ void deliver_shared(std::span<const Subscriber> subs, const Delivery& d, FanoutH
   } shared{subs, d, std::min(kMaxParts, subs.size() / kSharedFanoutPart), {}};
   helper.run_parts(shared.parts, [](void* context, std::size_t part) {
     auto& s = *static_cast<Shared*>(context);
-    Delivery d = s.d;
+    Delivery delivery = s.d;
     PublishResult local;
     const std::size_t end = (part + 1) * s.subs.size() / s.parts;
-    for (std::size_t i = part * s.subs.size() / s.parts; i < end; ++i) deliver_counted(s.subs[i], d, local);
+    for (std::size_t i = part * s.subs.size() / s.parts; i < end; ++i) deliver_counted(s.subs[i], delivery, local);
     s.results[part] = local;
   }, &shared);
   for (std::size_t i = 0; i < shared.parts; ++i) {

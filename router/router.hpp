@@ -80,9 +80,7 @@ class FanoutHelper {
   /// Calls part(context, i) once for every i < parts, on this thread and
   /// perhaps others, and returns once every call has returned.
   virtual void run_parts(std::size_t parts, Part part, void* context) noexcept = 0;
-
- protected:
-  ~FanoutHelper() = default;
+  virtual ~FanoutHelper() = default;
 };
 
 struct RouterConfig {

@@ -420,7 +420,9 @@ TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
     }
     stop.store(true);
     ASSERT_TRUE(rt.wait_idle());
-    if (!shared) EXPECT_EQ(rt.stats().shared_parts, 0u);
+    if (!shared) {
+      EXPECT_EQ(rt.stats().shared_parts, 0u);
+    }
     EXPECT_EQ(rt.stats().dropped_total(), 0u);
   }
 }
@@ -428,7 +430,7 @@ TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
 INSTANTIATE_TEST_SUITE_P(EveryWay, FanOut,
                          ::testing::Values(FanOutWay::one_by_one, FanOutWay::batched, FanOutWay::shared,
                                            FanOutWay::shared_one_by_one),
-                         [](const ::testing::TestParamInfo<FanOutWay>& info) { return way_name(info.param); });
+                         [](const ::testing::TestParamInfo<FanOutWay>& p) { return way_name(p.param); });
 
 }  // namespace
 }  // namespace swarm

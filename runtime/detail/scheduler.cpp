@@ -196,7 +196,8 @@ void Scheduler::end_fanout() noexcept {
 
 void Scheduler::run_parts(std::size_t parts, Part part, void* context) noexcept {
   Worker* w = tls_worker;
-  if (w == nullptr || w->scheduler != this || w->sharing || workers_.size() < 2 || parts > kMaxSharedParts) {
+  if (w == nullptr || w->scheduler != this || w->sharing || workers_.size() < 2 || parts < 2 ||
+      parts > kMaxSharedParts) {
     for (std::size_t i = 0; i < parts; ++i) part(context, i);
     return;
   }
@@ -243,9 +244,12 @@ bool Scheduler::help(Worker& w) noexcept {
       if (!job.claims.compare_exchange_weak(c, c - kBackPart, std::memory_order_acq_rel, std::memory_order_acquire)) {
         continue;
       }
-      const bool batched = begin_fanout();
+      // What the part wakes goes to this worker's queue, never its next slot,
+      // which look_once does not look at.
+      w.batching = true;
       job.part(job.context, claims_back(c) - 1);
-      if (batched) end_fanout();
+      w.batching = false;
+      if (w.batch_size != 0) flush_batch(w);
       job.helped.fetch_add(1, std::memory_order_release);
       w.stats.add(w.stats.shared_parts);
       helped = true;
