@@ -346,6 +346,28 @@ TEST_P(FanOut, StressAgentsPublishWhileSubscribersComeAndGo) {
   EXPECT_EQ(st.dropped_total(), st.dropped[static_cast<int>(DropReason::dead_agent)]);
 }
 
+// The same with 130 steady subscribers, so that every publish is past the
+// shared fan-out's threshold (128) while listeners come and go.
+TEST_P(FanOut, StressLargePublishesWhileSubscribersComeAndGo) {
+  Runtime rt(config());
+  std::atomic<int> steady_done{0}, disorder{0}, churn_got{0};
+  constexpr int kSteady = 130, kMessages = 5'000;
+  for (int i = 0; i < kSteady; ++i) rt.spawn<InOrder>(steady_done, disorder, kMessages);
+  ASSERT_TRUE(rt.wait_idle());
+  AgentRef pub = rt.spawn<ChunkPublisher>(kMessages, 50);
+  ASSERT_EQ(rt.send(pub, 0), SendResult::ok);
+  for (int round = 0; round < 50 || (round < 5000 && steady_done.load() < kSteady); ++round) {
+    std::vector<AgentRef> batch;
+    for (int i = 0; i < 20; ++i) batch.push_back(rt.spawn<Listener>("fan.*", churn_got));
+    for (AgentRef a : batch) rt.stop(a);
+  }
+  ASSERT_TRUE(eventually([&] { return steady_done.load() == kSteady; }));
+  EXPECT_EQ(disorder.load(), 0);
+  ASSERT_TRUE(rt.wait_idle());
+  const RuntimeStats st = rt.stats();
+  EXPECT_EQ(st.dropped_total(), st.dropped[static_cast<int>(DropReason::dead_agent)]);
+}
+
 // Publishes 2i on fan.x, then sends 2i+1 to each subscriber directly: a
 // receiver sees them in order only if the publish's deliveries, wherever they
 // ran, were all made before it returned. Adds up what the publishes report.
