@@ -95,8 +95,10 @@ struct RuntimeConfig {
   /// A publish from a handler to 128 agents or more is shared out in parts
   /// that a worker with nothing of its own to run helps deliver (its receivers
   /// then run there); the publish still returns once every delivery is made,
-  /// with the same result and order (false: the publishing worker makes them all).
-  bool shared_fanout = true;
+  /// with the same result and order (false: the publishing worker makes them
+  /// all). Off by default: faster in the machine's slow stretches, slower in
+  /// its quick ones (docs/benchmarks.md, "W3: shared fan-out").
+  bool shared_fanout = false;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};
