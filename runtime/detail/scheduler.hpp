@@ -51,22 +51,23 @@
 // (up to 64) and queued together with one look for sleepers. One agent alone
 // still goes to the next slot. Nothing waits longer than the publish.
 //
-// Shared fan-out (RuntimeConfig::shared_fanout). A publish to hundreds of
-// agents kept one worker busy making every delivery (an envelope, a
-// reservation, a push, per receiver) while the others had little to do but
-// steal the woken agents, whose slots and mailboxes that worker had just
-// written. The router hands such a publish over in parts (run_parts): the
-// publisher's worker takes parts from the front; a worker whose own queue is
-// empty takes them from the back (help) before it steals, queueing the agents
-// it wakes on itself, so the receivers it delivered to also run there, and a
-// helper never runs far ahead of its consumers. (A worker that helped before
-// running its own agents let a 1,000-publish handler fill every mailbox: W3
-// made 20 k activations for 1 M deliveries, at half the speed.) The
-// publish returns once every part is done, as before (its result, the order
-// per sender and receiver, and the payload's lifetime are unchanged). A
-// worker waiting for its helpers' last parts does not help others, so waits
-// never form a cycle. The claims are one word per worker (generation, next
-// part from the front, end from the back): a stale helper's CAS fails.
+// Shared fan-out (RuntimeConfig::shared_fanout, off by default). A publish to
+// hundreds of agents keeps one worker busy making every delivery (an
+// envelope, a reservation, a push, per receiver) while the others have little
+// to do but steal the woken agents, whose slots and mailboxes that worker has
+// just written. The router can hand such a publish over in parts
+// (run_parts): the publisher's worker takes parts from the front; a worker
+// whose own queue and the injector are empty takes them from the back (help)
+// before it steals, queueing the agents it wakes on itself, so the receivers
+// it delivered to also run there and it never runs far ahead of them. (A
+// worker that helped before running its own agents let a 1,000-publish
+// handler fill every mailbox: W3 made 20 k activations for 1 M deliveries, at
+// half the speed.) The publish returns once every part is done, as before
+// (its result, the order per sender and receiver, and the payload's lifetime
+// are unchanged). A worker waiting for its helpers' last parts does not help
+// others, so waits never form a cycle. The claims are one word per worker
+// (generation, next part from the front, end from the back): a stale
+// helper's CAS fails.
 //
 // Step mode (RuntimeConfig::step_mode, for deterministic tests): start() is
 // never called, so no worker thread exists and every schedule() and yield()
@@ -254,8 +255,8 @@ class Scheduler final : public router::FanoutHelper {
   std::atomic<Worker*> watcher_{nullptr};
   // Workers spinning past the brief search (0 or 1).
   std::atomic<unsigned> spinners_{0};
-  // Publishes being shared out (see "Shared fan-out"): looked at before every
-  // activation, so on a line of its own.
+  // Publishes being shared out (see "Shared fan-out"): looked at in every
+  // idle look for work, so on a line of its own.
   alignas(64) std::atomic<unsigned> shared_open_{0};
 
   alignas(64) Mutex injector_mu_;
