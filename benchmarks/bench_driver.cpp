@@ -26,6 +26,9 @@ using nlohmann::json;
 
 constexpr std::string_view kPrefix = "swarm-bench: ";
 
+// An on|off|default option's value, as given on the command line.
+const char* switch_text(std::optional<bool> value) { return !value ? "default" : *value ? "on" : "off"; }
+
 const Workload kWorkloads[] = {
     {"W1", "spawns/s", "spawn 100k idle agents; also resident bytes per agent", swarm_w1,
      caf_w1},
@@ -200,8 +203,8 @@ std::string summary_json(const Summary& s) {
     j["telemetry"] = s.params.telemetry ? "on" : "off";
     j["profile_hz"] = s.params.profile_hz;
     j["idle_spin_us"] = s.params.idle_spin_us;  // -1: the runtime's default
-    j["batch_fanout"] = !s.params.batch_fanout ? "default" : *s.params.batch_fanout ? "on" : "off";
-    j["shared_fanout"] = !s.params.shared_fanout ? "default" : *s.params.shared_fanout ? "on" : "off";
+    j["batch_fanout"] = switch_text(s.params.batch_fanout);
+    j["shared_fanout"] = switch_text(s.params.shared_fanout);
   }
   j["seconds"] = seconds;
   j["checksums"] = checksums;

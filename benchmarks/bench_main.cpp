@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 
 #include "benchmarks/bench_driver.hpp"
@@ -26,6 +27,17 @@ std::string workload_help() {
     out += buf;
   }
   return out + "All figures are higher-is-better.";
+}
+
+// An on|off|default option, read back with switch_value.
+CLI::Option* add_switch(CLI::App& app, const std::string& name, std::string& value, const std::string& help) {
+  return app.add_option(name, value, help)->check(CLI::IsMember({"on", "off", "default"}))->capture_default_str();
+}
+
+// nullopt for "default".
+std::optional<bool> switch_value(const std::string& value) {
+  if (value == "default") return std::nullopt;
+  return value == "on";
 }
 
 }  // namespace
@@ -62,11 +74,9 @@ int main(int argc, char** argv) {
   app.add_option("--nats", params.nats_urls,
                  "C1-C3: the NATS servers, nats://HOST:PORT[,nats://HOST:PORT...] (JetStream on: nats-server -js)");
   std::string send_asap = "default";
-  app.add_option("--send-asap", send_asap,
-                 "C1-C3: libnats' SendAsap on every connection, Swarm's nodes and the raw peer alike "
-                 "(default: off for C1, on for C2 and C3)")
-      ->check(CLI::IsMember({"on", "off", "default"}))
-      ->capture_default_str();
+  add_switch(app, "--send-asap", send_asap,
+             "C1-C3: libnats' SendAsap on every connection, Swarm's nodes and the raw peer alike "
+             "(default: off for C1, on for C2 and C3)");
   app.add_option("--repeat", repeat, "Runs per runtime, each in a fresh process")
       ->capture_default_str();
   app.add_flag("--json", as_json, "Print only JSON: one object per runtime, one per line");
@@ -75,9 +85,7 @@ int main(int argc, char** argv) {
   app.add_option("--scale", params.scale, "Problem size; 0 = the workload's standard size")
       ->capture_default_str();
   std::string pooling = "default";
-  app.add_option("--pooling", pooling, "Swarm's per-type agent pools: on, off, or the runtime's default")
-      ->check(CLI::IsMember({"on", "off", "default"}))
-      ->capture_default_str();
+  add_switch(app, "--pooling", pooling, "Swarm's per-type agent pools: on, off, or the runtime's default");
   std::string telemetry = "on";
   app.add_option("--telemetry", telemetry, "Swarm's metrics and latency sampling: on or off (for overhead figures)")
       ->check(CLI::IsMember({"on", "off"}))
@@ -87,16 +95,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(-1, 10'000))
       ->capture_default_str();
   std::string batch_fanout = "default";
-  app.add_option("--batch-fanout", batch_fanout,
-                 "Swarm's fan-out wake-ups queued together (on), one by one (off), or the runtime's default")
-      ->check(CLI::IsMember({"on", "off", "default"}))
-      ->capture_default_str();
+  add_switch(app, "--batch-fanout", batch_fanout,
+             "Swarm's fan-out wake-ups queued together (on), one by one (off), or the runtime's default");
   std::string shared_fanout = "default";
-  app.add_option("--shared-fanout", shared_fanout,
-                 "Swarm's large publishes shared out to other workers (on), made by the publishing worker (off), "
-                 "or the runtime's default")
-      ->check(CLI::IsMember({"on", "off", "default"}))
-      ->capture_default_str();
+  add_switch(app, "--shared-fanout", shared_fanout,
+             "Swarm's large publishes shared out to other workers (on), made by the publishing worker (off), "
+             "or the runtime's default");
   app.add_option("--profile-hz", params.profile_hz,
                  "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
       ->check(CLI::Range(0, 1000))
@@ -120,10 +124,10 @@ int main(int argc, char** argv) {
     return kBadInput;
   }
   params.telemetry = telemetry == "on";
-  if (batch_fanout != "default") params.batch_fanout = batch_fanout == "on";
-  if (shared_fanout != "default") params.shared_fanout = shared_fanout == "on";
-  if (send_asap != "default") params.send_asap = send_asap == "on";
-  if (pooling != "default") params.pooling = pooling == "on" ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
+  params.batch_fanout = switch_value(batch_fanout);
+  params.shared_fanout = switch_value(shared_fanout);
+  params.send_asap = switch_value(send_asap);
+  if (auto on = switch_value(pooling)) params.pooling = *on ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 
   auto workload = find_workload(workload_id);
   if (!workload) {
