@@ -218,8 +218,12 @@ void RuntimeCore::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
     crashes_.push_back({self, core.type->name, reason, std::chrono::system_clock::now()});
     if (crashes_.size() > kCrashLogSize) crashes_.pop_front();
   }
-  // Close: no reservation succeeds from here on; drain what was reserved.
   Slot& slot = table_.at(self.index);
+  // Unsubscribe before closing too, so that once alive() says false a publish
+  // finds no subscriber (no_subscriber, not dead_agent); the call after the
+  // close catches a subscribe that raced with this one.
+  if (slot.subscribed.load(std::memory_order_relaxed)) unsubscribe_exited(self);
+  // Close: no reservation succeeds from here on; drain what was reserved.
   // seq_cst, like subscribed_: pairs with the checks in subscribe().
   std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_seq_cst);
   unsubscribe_exited(self);
