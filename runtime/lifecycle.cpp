@@ -219,12 +219,13 @@ void RuntimeCore::finish_exit(Agent* agent, std::uint32_t processed) noexcept {
     if (crashes_.size() > kCrashLogSize) crashes_.pop_front();
   }
   Slot& slot = table_.at(self.index);
-  // Unsubscribe before closing too, so that once alive() says false a publish
-  // finds no subscriber (no_subscriber, not dead_agent); the call after the
-  // close catches a subscribe that raced with this one.
-  if (slot.subscribed.load(std::memory_order_relaxed)) unsubscribe_exited(self);
+  // Subscriptions go before the close too, so that once alive() is false a
+  // publish finds no subscriber (no_subscriber, not dead_agent). The flag stays
+  // set: unsubscribe_exited after the close must still see a subscribe that
+  // raced with this one (clearing it here would leak that subscription).
+  if (slot.subscribed.load(std::memory_order_relaxed)) router_.unsubscribe_all({&endpoint_, self.bits()});
   // Close: no reservation succeeds from here on; drain what was reserved.
-  // seq_cst, like subscribed_: pairs with the checks in subscribe().
+  // seq_cst, like Slot::subscribed: pairs with the checks in subscribe().
   std::uint64_t c = slot.ctl.fetch_or(ctl::kClosed, std::memory_order_seq_cst);
   unsubscribe_exited(self);
   if (!core.extras->names.empty()) release_names(self, core.extras->names);

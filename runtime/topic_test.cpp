@@ -246,6 +246,26 @@ TEST(Topics, StressPublishWhileAgentsSubscribeAndExit) {
   EXPECT_TRUE(r->no_subscriber) << "every subscription ended with its agent";
 }
 
+// Subscribes from outside race with the agents' exits: either the subscribe
+// fails (the agent is gone) or the exit ends the subscription. None is left.
+TEST(Topics, StressSubscribeFromOutsideWhileAgentsExit) {
+  Runtime rt;
+  std::atomic<int> got{0};
+  std::atomic<int> subscribed{0};
+  for (int round = 0; round < 200; ++round) {
+    std::vector<AgentRef> batch;
+    for (int i = 0; i < 10; ++i) batch.push_back(rt.spawn<Listener>("", got));
+    std::thread subscriber([&] {
+      for (AgentRef a : batch) subscribed += rt.subscribe(a, "late.x") ? 1 : 0;
+    });
+    for (AgentRef a : batch) rt.stop(a);
+    subscriber.join();
+  }
+  ASSERT_TRUE(eventually([&] { return rt.stats().live == 0; }));
+  auto r = rt.publish("late.x", Payload::of(1));
+  EXPECT_TRUE(r->no_subscriber) << "a subscription outlived its agent (" << subscribed.load() << " subscribed)";
+}
+
 // A publish from a handler queues the subscribers it wakes together
 // (RuntimeConfig::batch_fanout) or one by one, and a large one is shared out
 // to other workers (shared_fanout) or not: every way, every subscriber gets
