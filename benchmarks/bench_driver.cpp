@@ -205,6 +205,7 @@ std::string summary_json(const Summary& s) {
     j["idle_spin_us"] = s.params.idle_spin_us;  // -1: the runtime's default
     j["batch_fanout"] = switch_text(s.params.batch_fanout);
     j["shared_fanout"] = switch_text(s.params.shared_fanout);
+    j["wake_handoff"] = switch_text(s.params.wake_handoff);
   }
   j["seconds"] = seconds;
   j["checksums"] = checksums;
@@ -376,6 +377,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.idle_spin_us >= 0) args.insert(args.end(), {"--idle-spin", std::to_string(params.idle_spin_us)});
   if (params.batch_fanout) args.insert(args.end(), {"--batch-fanout", *params.batch_fanout ? "on" : "off"});
   if (params.shared_fanout) args.insert(args.end(), {"--shared-fanout", *params.shared_fanout ? "on" : "off"});
+  if (params.wake_handoff) args.insert(args.end(), {"--wake-handoff", *params.wake_handoff ? "on" : "off"});
   if (params.connections != 0) args.insert(args.end(), {"--connections", std::to_string(params.connections)});
   if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
   if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});

@@ -70,6 +70,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   if (p.idle_spin_us >= 0) c.idle_spin = std::chrono::microseconds(p.idle_spin_us);
   if (p.batch_fanout) c.batch_fanout = *p.batch_fanout;
   if (p.shared_fanout) c.shared_fanout = *p.shared_fanout;
+  if (p.wake_handoff) c.wake_handoff = *p.wake_handoff;
   return c;
 }
 

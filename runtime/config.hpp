@@ -99,6 +99,11 @@ struct RuntimeConfig {
   /// all). Off by default: faster in the machine's slow stretches, slower in
   /// its quick ones (docs/benchmarks.md, "W3: shared fan-out").
   bool shared_fanout = false;
+  /// The message that makes an idle agent runnable is handed to it with its
+  /// scheduling instead of going through its mailbox: one atomic exchange
+  /// fewer for the sender and for the receiver (false: every message through
+  /// the mailbox). Same order and guarantees either way.
+  bool wake_handoff = true;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};

@@ -145,9 +145,26 @@ SendResult RuntimeCore::deliver(AgentRef to, Envelope* e) noexcept {
   }
   Agent* agent = slot->agent.load(std::memory_order_acquire);
   if (telemetry_->sample()) [[unlikely]] e->enqueued_ns = detail::now_ns();
-  agent->core_.mailbox.push(e);
-  if (ctl::count(c) == 0) scheduler_->schedule(agent);
+  enqueue(*slot, agent, e, c);
   return SendResult::ok;
+}
+
+void RuntimeCore::enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t before) noexcept {
+  detail::AgentCore& core = agent->core_;
+  if (ctl::count(before) != 0) {
+    core.mailbox.push(e);
+    return;
+  }
+  // The count was 0: the agent is neither running nor scheduled, and nothing
+  // pops its messages until the schedule below, so its front list is ours.
+  // drop_oldest keeps that list for evicting senders.
+  if (config_.wake_handoff && slot.overflow.load(std::memory_order_relaxed) != OverflowPolicy::drop_oldest) {
+    e->next.store(nullptr, std::memory_order_relaxed);
+    core.front = e;
+  } else {
+    core.mailbox.push(e);
+  }
+  scheduler_->schedule(agent);
 }
 
 // drop_oldest with a full mailbox: we hold a reservation (so the agent stays
@@ -159,9 +176,9 @@ SendResult RuntimeCore::evict_oldest_and_push(Slot& slot, std::uint64_t reserved
   bool evicted = false;
   while (detail::Node* n = core.mailbox.pop()) {
     auto* old = static_cast<Envelope*>(n);
-    if (old->msg.system != SystemKind::user) {  // keep runtime messages, in the stash
-      old->next.store(core.stash, std::memory_order_relaxed);
-      core.stash = old;
+    if (old->msg.system != SystemKind::user) {  // keep runtime messages, in the front list
+      old->next.store(core.front, std::memory_order_relaxed);
+      core.front = old;
       continue;
     }
     detail::free_envelope(old);
@@ -200,9 +217,9 @@ bool RuntimeCore::deliver_reply(AgentRef to, std::uint64_t correlation_id, AskSt
 
 Envelope* RuntimeCore::pop_locked(detail::AgentCore& core) noexcept {
   lock_pops(core);
-  detail::Node* n = core.stash;
+  detail::Node* n = core.front;
   if (n != nullptr) {
-    core.stash = n->next.load(std::memory_order_relaxed);
+    core.front = n->next.load(std::memory_order_relaxed);
   } else {
     n = core.mailbox.pop();
   }

@@ -161,9 +161,7 @@ bool RuntimeCore::kill(AgentRef agent) noexcept {
                                             std::memory_order_acquire));
   Envelope* e = detail::make_envelope();
   e->msg.system = SystemKind::kill;
-  Agent* a = slot->agent.load(std::memory_order_acquire);
-  a->core_.mailbox.push(e);
-  if (ctl::count(c) == 0) scheduler_->schedule(a);
+  enqueue(*slot, slot->agent.load(std::memory_order_acquire), e, c);
   return true;
 }
 

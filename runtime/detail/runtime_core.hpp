@@ -224,12 +224,20 @@ class RuntimeCore final : public RuntimeView {
   void warn_near_miss_locked(const std::string& type_name) SWARM_REQUIRES(mu_);
   void warn_unmatched_type_keys() const;
   SendResult evict_oldest_and_push(Slot& slot, std::uint64_t reserved, Envelope* e) noexcept;
-  // The next message of `core`'s mailbox; `locking` (drop_oldest) takes the
-  // stash first, under the pop lock. Inline: activate() pops every message.
+  // The next message for `core`: its front list first, then its mailbox;
+  // `locking` (drop_oldest) under the pop lock. Inline: activate() pops every message.
   Envelope* pop(AgentCore& core, bool locking) noexcept {
-    return locking ? pop_locked(core) : static_cast<Envelope*>(core.mailbox.pop());
+    if (locking) return pop_locked(core);
+    if (Node* n = core.front) {
+      core.front = n->next.load(std::memory_order_relaxed);
+      return static_cast<Envelope*>(n);
+    }
+    return static_cast<Envelope*>(core.mailbox.pop());
   }
   Envelope* pop_locked(AgentCore& core) noexcept;
+  // Queues `e` for `agent`, whose count the caller raised from `before`, and
+  // schedules the agent if that made it runnable.
+  void enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t before) noexcept;
   void dispatch(Agent* agent, Envelope* e) noexcept;
   void dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, Worker& worker) noexcept;
   void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
