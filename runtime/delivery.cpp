@@ -107,7 +107,7 @@ SendResult Agent::answer(const Message& request, Payload payload, std::uint32_t 
 
 // Counts nothing but losses (drop_newest, drop_oldest): a refusal is counted
 // by the caller, as refused when the sender is told, as dropped when not.
-SendResult RuntimeCore::deliver(AgentRef to, Envelope* e) noexcept {
+SendResult RuntimeCore::deliver(AgentRef to, Envelope* e, bool may_sample) noexcept {
   if (!to.local()) [[unlikely]] return deliver_off_node(to, e);
   Slot* slot = table_.find(to.index);
   if (slot == nullptr || !to.valid()) {
@@ -144,7 +144,7 @@ SendResult RuntimeCore::deliver(AgentRef to, Envelope* e) noexcept {
     if (slot->ctl.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) break;
   }
   Agent* agent = slot->agent.load(std::memory_order_acquire);
-  if (telemetry_->sample()) [[unlikely]] e->enqueued_ns = detail::now_ns();
+  if (may_sample && telemetry_->sample()) [[unlikely]] e->enqueued_ns = detail::now_ns();
   enqueue(*slot, agent, e, c);
   return SendResult::ok;
 }
@@ -165,6 +165,22 @@ void RuntimeCore::enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t b
     core.mailbox.push(e);
   }
   scheduler_->schedule(agent);
+}
+
+bool RuntimeCore::hand_off(AgentRef to, detail::SharedMessage* m) noexcept {
+  Slot* slot = to.local() && to.valid() ? table_.find(to.index) : nullptr;
+  if (slot == nullptr) return false;
+  std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
+  // Nothing queued: a capacity of at least 1 has room, and the front list is
+  // free once the count is ours (see enqueue).
+  if (c != ctl::make(to.generation, 0) || slot->overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest ||
+      !slot->ctl.compare_exchange_strong(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+    return false;
+  }
+  Agent* agent = slot->agent.load(std::memory_order_acquire);
+  agent->core_.front = detail::front_of(m);
+  scheduler_->schedule(agent);
+  return true;
 }
 
 // drop_oldest with a full mailbox: we hold a reservation (so the agent stays

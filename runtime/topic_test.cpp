@@ -268,9 +268,11 @@ TEST(Topics, StressSubscribeFromOutsideWhileAgentsExit) {
 
 // A publish from a handler queues the subscribers it wakes together
 // (RuntimeConfig::batch_fanout) or one by one, and a large one is shared out
-// to other workers (shared_fanout) or not: every way, every subscriber gets
-// every message, in the order published.
-enum class FanOutWay { one_by_one, batched, shared, shared_one_by_one };
+// to other workers (shared_fanout) or not; the subscribers it wakes get its
+// message handed over (wake_handoff) or, mailbox_only, through their
+// mailboxes: every way, every subscriber gets every message, in the order
+// published.
+enum class FanOutWay { one_by_one, batched, shared, shared_one_by_one, mailbox_only };
 
 std::string way_name(FanOutWay way) {
   switch (way) {
@@ -278,6 +280,7 @@ std::string way_name(FanOutWay way) {
     case FanOutWay::batched: return "batched";
     case FanOutWay::shared: return "shared";
     case FanOutWay::shared_one_by_one: return "shared_one_by_one";
+    case FanOutWay::mailbox_only: return "mailbox_only";
   }
   return "unknown";
 }
@@ -286,7 +289,9 @@ class FanOut : public ::testing::TestWithParam<FanOutWay> {
  protected:
   RuntimeConfig config() const {
     RuntimeConfig c;
-    c.batch_fanout = GetParam() == FanOutWay::batched || GetParam() == FanOutWay::shared;
+    c.batch_fanout = GetParam() == FanOutWay::batched || GetParam() == FanOutWay::shared ||
+                     GetParam() == FanOutWay::mailbox_only;
+    c.wake_handoff = GetParam() != FanOutWay::mailbox_only;
     c.shared_fanout = GetParam() == FanOutWay::shared || GetParam() == FanOutWay::shared_one_by_one;
     c.default_mailbox.capacity = 1 << 18;  // every message fits: none may be lost
     return c;
@@ -427,18 +432,47 @@ TEST_P(FanOut, APublishIsCompleteWhenItReturns) {
   EXPECT_EQ(rt.stats().dropped_total(), 0u);
 }
 
-// Publishes on fan.x until told to stop.
+// Publishes on fan.x until told to stop; adds up in `reached`, if given, the
+// deliveries its publishes report made or refused as dead (counted dropped).
 class PublishUntil : public Agent {
  public:
-  explicit PublishUntil(std::atomic<bool>& stop) : stop_(stop) {}
+  explicit PublishUntil(std::atomic<bool>& stop, std::atomic<std::uint64_t>* reached = nullptr)
+      : stop_(stop), reached_(reached) {}
   void on_message(Message&) override {
-    for (int i = 0; i < 10; ++i) (void)publish("fan.x", Payload::of(i));
+    for (int i = 0; i < 10; ++i) {
+      auto r = publish("fan.x", Payload::of(i));
+      if (r && reached_ != nullptr) reached_->fetch_add(r->delivered + r->dead);
+    }
     if (!stop_.load()) (void)send(self(), 0);
   }
 
  private:
   std::atomic<bool>& stop_;
+  std::atomic<std::uint64_t>* reached_;
 };
+
+// Publishes wake subscribers that are exiting: every delivery a publish
+// reports is handled or counted as dropped (dead_agent), whether it went
+// through the mailbox or was handed over with the wake-up (wake_handoff).
+TEST_P(FanOut, EveryReportedDeliveryIsHandledOrCounted) {
+  Runtime rt(config());
+  std::atomic<int> got{0};
+  std::atomic<std::uint64_t> reached{0};
+  std::atomic<bool> stop{false};
+  AgentRef pub = rt.spawn<PublishUntil>(stop, &reached);
+  ASSERT_EQ(rt.send(pub, 0), SendResult::ok);
+  for (int round = 0; round < 300; ++round) {
+    const int before = got.load();
+    std::vector<AgentRef> batch;
+    for (int i = 0; i < 20; ++i) batch.push_back(rt.spawn<Listener>("fan.*", got));
+    ASSERT_TRUE(eventually([&] { return got.load() > before; }));  // publishes reach them: stop them mid-stream
+    for (AgentRef a : batch) rt.stop(a);
+  }
+  stop.store(true);
+  ASSERT_TRUE(rt.wait_idle());
+  EXPECT_GT(got.load(), 0);
+  EXPECT_EQ(reached.load(), got.load() + rt.stats().dropped[static_cast<int>(DropReason::dead_agent)]);
+}
 
 // With shared_fanout the other worker takes parts of large publishes; without, never.
 TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
@@ -471,7 +505,7 @@ TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
 
 INSTANTIATE_TEST_SUITE_P(EveryWay, FanOut,
                          ::testing::Values(FanOutWay::one_by_one, FanOutWay::batched, FanOutWay::shared,
-                                           FanOutWay::shared_one_by_one),
+                                           FanOutWay::shared_one_by_one, FanOutWay::mailbox_only),
                          [](const ::testing::TestParamInfo<FanOutWay>& p) { return way_name(p.param); });
 
 }  // namespace

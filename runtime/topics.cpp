@@ -14,6 +14,40 @@ using detail::Envelope;
 using detail::Slot;
 namespace ctl = detail::ctl;
 
+namespace {
+// The publish this thread is making (wake_handoff): its deliveries to idle
+// agents share one message from the second on (a publish to one agent makes
+// none). Deliveries of something else meanwhile (a dead letter's) do not match.
+struct PublishShare {
+  router::TopicId topic;
+  const Payload* payload;
+  bool first = true;
+  detail::SharedMessage* message = nullptr;
+  std::uint64_t handed = 0;  // receivers' references
+
+  detail::SharedMessage* message_for(const router::Delivery& d) {
+    if (d.topic != topic || &d.payload != payload) return nullptr;
+    if (message == nullptr) {
+      if (first) {
+        first = false;
+        return nullptr;
+      }
+      message = new detail::SharedMessage;
+      Message& m = message->msg;
+      m.kind = d.kind;
+      m.topic = d.topic;
+      m.sender = AgentRef::from_bits(d.sender, d.sender_node);
+      m.correlation_id = d.correlation_id;
+      if (d.correlation_id != 0) m.reply_to = m.sender;
+      m.deadline_ns = d.deadline_ns;
+      m.payload = d.payload;
+    }
+    return message;
+  }
+};
+thread_local PublishShare* t_publish = nullptr;
+}  // namespace
+
 Result<router::SubscriptionId> RuntimeCore::subscribe(AgentRef agent, std::string_view pattern,
                                                   std::string_view queue_group) {
   Slot* slot = table_.find(agent.index);
@@ -68,7 +102,12 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
   }
   if (config_.shared_fanout) o.helper = scheduler_.get();
   const bool batched = config_.batch_fanout && scheduler_->begin_fanout();
+  PublishShare share{topic, &payload};
+  PublishShare* outer = t_publish;
+  if (config_.wake_handoff) t_publish = &share;
   router::PublishResult r = router_.publish(topic, payload, o);
+  t_publish = outer;
+  if (share.message != nullptr) detail::release(share.message, detail::SharedMessage::kPublisherRefs - share.handed);
   if (batched) scheduler_->end_fanout();
   if (start != 0) telemetry_->fanout_time.observe_ns(detail::now_ns() - start);
   if (r.no_subscriber) count_drop(DropReason::no_subscriber, {});
@@ -76,7 +115,18 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
 }
 
 router::DeliverStatus RuntimeCore::AgentEndpoint::deliver(const router::Delivery& d) noexcept {
+  const AgentRef to = AgentRef::from_bits(d.address);
+  // Sampled here, once: a sampled delivery gets an envelope of its own, which
+  // carries its time. One with a deadline too (deliver checks it).
+  const bool sampled = rt_.telemetry_->sample();
+  if (PublishShare* share = t_publish; share != nullptr && !sampled && d.deadline_ns == 0) {
+    if (detail::SharedMessage* m = share->message_for(d); m != nullptr && rt_.hand_off(to, m)) {
+      ++share->handed;
+      return router::DeliverStatus::ok;
+    }
+  }
   Envelope* e = detail::make_envelope();
+  if (sampled) [[unlikely]] e->enqueued_ns = detail::now_ns();
   e->msg.kind = d.kind;
   e->msg.topic = d.topic;
   e->msg.sender = AgentRef::from_bits(d.sender, d.sender_node);
@@ -84,9 +134,8 @@ router::DeliverStatus RuntimeCore::AgentEndpoint::deliver(const router::Delivery
   if (d.correlation_id != 0) e->msg.reply_to = e->msg.sender;
   e->msg.deadline_ns = d.deadline_ns;
   e->msg.payload = d.payload;
-  const AgentRef to = AgentRef::from_bits(d.address);
   // The publisher learns only totals, so what is not queued here is lost: dropped.
-  switch (rt_.deliver(to, e)) {
+  switch (rt_.deliver(to, e, /*may_sample=*/false)) {
     case SendResult::ok: return router::DeliverStatus::ok;
     case SendResult::mailbox_full: rt_.count_drop(DropReason::mailbox_full, to); [[fallthrough]];
     case SendResult::dropped: return router::DeliverStatus::mailbox_full;

@@ -101,6 +101,17 @@ Envelope* make_envelope() {
   return new (mem) Envelope;
 }
 
+void release(SharedMessage* m, std::uint64_t n) noexcept {
+  if (m->refs.fetch_sub(n, std::memory_order_acq_rel) == n) delete m;
+}
+
+Envelope* copy_shared(SharedMessage* m) {
+  Envelope* e = make_envelope();
+  e->msg = m->msg;
+  release(m, 1);
+  return e;
+}
+
 void free_envelope(Envelope* e) noexcept {
   e->~Envelope();
   ThreadCache& c = tls_cache;

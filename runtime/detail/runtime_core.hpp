@@ -149,8 +149,9 @@ class RuntimeCore final : public RuntimeView {
   // -- for Agent's actions, the scheduler and supervisors ---
 
   /// Takes ownership of `e` and queues it for `to`; never throws. Counts
-  /// losses only (a refusal is the caller's to count).
-  SendResult deliver(AgentRef to, Envelope* e) noexcept;
+  /// losses only (a refusal is the caller's to count). `may_sample` false:
+  /// the caller made the latency-sampling draw.
+  SendResult deliver(AgentRef to, Envelope* e, bool may_sample = true) noexcept;
   /// deliver(), then counts a refusal as refused.
   SendResult send_envelope(AgentRef to, Envelope* e) noexcept;
   /// Queues a runtime message that bypasses the mailbox bound.
@@ -229,6 +230,10 @@ class RuntimeCore final : public RuntimeView {
   Envelope* pop(AgentCore& core, bool locking) noexcept {
     if (locking) return pop_locked(core);
     if (Node* n = core.front) {
+      if (SharedMessage* m = shared_in(n)) {
+        core.front = nullptr;
+        return copy_shared(m);
+      }
       core.front = n->next.load(std::memory_order_relaxed);
       return static_cast<Envelope*>(n);
     }
@@ -238,6 +243,9 @@ class RuntimeCore final : public RuntimeView {
   // Queues `e` for `agent`, whose count the caller raised from `before`, and
   // schedules the agent if that made it runnable.
   void enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t before) noexcept;
+  // A publish's delivery to `to` as the shared `m` (wake_handoff): only if
+  // `to` is a local agent with nothing queued, else false and nothing done.
+  bool hand_off(AgentRef to, SharedMessage* m) noexcept;
   void dispatch(Agent* agent, Envelope* e) noexcept;
   void dispatch_sampled(Agent* agent, Envelope* e, Slot& slot, Worker& worker) noexcept;
   void finish_exit(Agent* agent, std::uint32_t processed) noexcept;
