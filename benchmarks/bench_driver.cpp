@@ -206,6 +206,7 @@ std::string summary_json(const Summary& s) {
     j["batch_fanout"] = switch_text(s.params.batch_fanout);
     j["shared_fanout"] = switch_text(s.params.shared_fanout);
     j["wake_handoff"] = switch_text(s.params.wake_handoff);
+    j["fanout_handoff"] = switch_text(s.params.fanout_handoff);
   }
   j["seconds"] = seconds;
   j["checksums"] = checksums;
@@ -378,6 +379,7 @@ Result<RunResult> run_child_process(const std::string& exe, const Workload& w,
   if (params.batch_fanout) args.insert(args.end(), {"--batch-fanout", *params.batch_fanout ? "on" : "off"});
   if (params.shared_fanout) args.insert(args.end(), {"--shared-fanout", *params.shared_fanout ? "on" : "off"});
   if (params.wake_handoff) args.insert(args.end(), {"--wake-handoff", *params.wake_handoff ? "on" : "off"});
+  if (params.fanout_handoff) args.insert(args.end(), {"--fanout-handoff", *params.fanout_handoff ? "on" : "off"});
   if (params.connections != 0) args.insert(args.end(), {"--connections", std::to_string(params.connections)});
   if (!params.nats_urls.empty()) args.insert(args.end(), {"--nats", params.nats_urls});
   if (params.send_asap) args.insert(args.end(), {"--send-asap", *params.send_asap ? "on" : "off"});

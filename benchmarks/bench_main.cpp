@@ -105,6 +105,10 @@ int main(int argc, char** argv) {
   add_switch(app, "--wake-handoff", wake_handoff,
              "Swarm's message that wakes an idle agent handed over with its scheduling (on), queued in its "
              "mailbox like the rest (off), or the runtime's default");
+  std::string fanout_handoff = "default";
+  add_switch(app, "--fanout-handoff", fanout_handoff,
+             "Swarm's publishes hand the idle subscribers they wake one shared message (on, with --wake-handoff), "
+             "an envelope each (off), or the runtime's default");
   app.add_option("--profile-hz", params.profile_hz,
                  "Run Swarm's CPU profiler at this rate during each run (0 = off), for its overhead")
       ->check(CLI::Range(0, 1000))
@@ -131,6 +135,7 @@ int main(int argc, char** argv) {
   params.batch_fanout = switch_value(batch_fanout);
   params.shared_fanout = switch_value(shared_fanout);
   params.wake_handoff = switch_value(wake_handoff);
+  params.fanout_handoff = switch_value(fanout_handoff);
   params.send_asap = switch_value(send_asap);
   if (auto on = switch_value(pooling)) params.pooling = *on ? WorkloadParams::Pooling::on : WorkloadParams::Pooling::off;
 

@@ -71,6 +71,7 @@ RuntimeConfig config_for(const WorkloadParams& p) {
   if (p.batch_fanout) c.batch_fanout = *p.batch_fanout;
   if (p.shared_fanout) c.shared_fanout = *p.shared_fanout;
   if (p.wake_handoff) c.wake_handoff = *p.wake_handoff;
+  if (p.fanout_handoff) c.fanout_handoff = *p.fanout_handoff;
   return c;
 }
 

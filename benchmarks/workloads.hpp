@@ -25,6 +25,7 @@ struct WorkloadParams {
   std::optional<bool> batch_fanout = {};  // Swarm's RuntimeConfig::batch_fanout; unset = the runtime's default
   std::optional<bool> shared_fanout = {};  // Swarm's RuntimeConfig::shared_fanout; unset = the runtime's default
   std::optional<bool> wake_handoff = {};   // Swarm's RuntimeConfig::wake_handoff; unset = the runtime's default
+  std::optional<bool> fanout_handoff = {};  // Swarm's RuntimeConfig::fanout_handoff; unset = the runtime's default
   // Storage workloads (S1, S2): the server, and batching (0 = the backend's default).
   std::string redis_url = {};     // S1: redis://HOST:PORT
   std::string postgres_dsn = {};  // S2: libpq DSN

@@ -102,8 +102,14 @@ struct RuntimeConfig {
   /// The message that makes an idle agent runnable is handed to it with its
   /// scheduling instead of going through its mailbox: one atomic exchange
   /// fewer for the sender and for the receiver (false: every message through
-  /// the mailbox). Same order and guarantees either way.
+  /// the mailbox). Same order, bounds and counts either way.
   bool wake_handoff = true;
+  /// With wake_handoff: a publish hands the idle subscribers it wakes one
+  /// shared message, which each copies on its own worker, instead of building
+  /// an envelope for each (false: an envelope each). Off by default: faster
+  /// in the machine's slow stretches, slower in its quick ones
+  /// (docs/benchmarks.md, "The waking message handed over").
+  bool fanout_handoff = false;
   std::chrono::milliseconds shutdown_timeout{5000};
   router::RouterConfig router{};        // topic limits, queue-group policy, dead-letter topic
   TelemetryConfig telemetry{};

@@ -269,10 +269,10 @@ TEST(Topics, StressSubscribeFromOutsideWhileAgentsExit) {
 // A publish from a handler queues the subscribers it wakes together
 // (RuntimeConfig::batch_fanout) or one by one, and a large one is shared out
 // to other workers (shared_fanout) or not; the subscribers it wakes get its
-// message handed over (wake_handoff) or, mailbox_only, through their
-// mailboxes: every way, every subscriber gets every message, in the order
-// published.
-enum class FanOutWay { one_by_one, batched, shared, shared_one_by_one, mailbox_only };
+// message handed over (wake_handoff), as one shared message (shared_message:
+// fanout_handoff), or through their mailboxes (mailbox_only): every way,
+// every subscriber gets every message, in the order published.
+enum class FanOutWay { one_by_one, batched, shared, shared_one_by_one, mailbox_only, shared_message };
 
 std::string way_name(FanOutWay way) {
   switch (way) {
@@ -281,6 +281,7 @@ std::string way_name(FanOutWay way) {
     case FanOutWay::shared: return "shared";
     case FanOutWay::shared_one_by_one: return "shared_one_by_one";
     case FanOutWay::mailbox_only: return "mailbox_only";
+    case FanOutWay::shared_message: return "shared_message";
   }
   return "unknown";
 }
@@ -290,8 +291,9 @@ class FanOut : public ::testing::TestWithParam<FanOutWay> {
   RuntimeConfig config() const {
     RuntimeConfig c;
     c.batch_fanout = GetParam() == FanOutWay::batched || GetParam() == FanOutWay::shared ||
-                     GetParam() == FanOutWay::mailbox_only;
+                     GetParam() == FanOutWay::mailbox_only || GetParam() == FanOutWay::shared_message;
     c.wake_handoff = GetParam() != FanOutWay::mailbox_only;
+    c.fanout_handoff = GetParam() == FanOutWay::shared_message;
     c.shared_fanout = GetParam() == FanOutWay::shared || GetParam() == FanOutWay::shared_one_by_one;
     c.default_mailbox.capacity = 1 << 18;  // every message fits: none may be lost
     return c;
@@ -453,7 +455,8 @@ class PublishUntil : public Agent {
 
 // Publishes wake subscribers that are exiting: every delivery a publish
 // reports is handled or counted as dropped (dead_agent), whether it went
-// through the mailbox or was handed over with the wake-up (wake_handoff).
+// through the mailbox or was handed over with the wake-up (wake_handoff,
+// fanout_handoff).
 TEST_P(FanOut, EveryReportedDeliveryIsHandledOrCounted) {
   Runtime rt(config());
   std::atomic<int> got{0};
@@ -505,7 +508,8 @@ TEST(SharedFanOut, AnotherWorkerHelpsOnlyWhenSwitchedOn) {
 
 INSTANTIATE_TEST_SUITE_P(EveryWay, FanOut,
                          ::testing::Values(FanOutWay::one_by_one, FanOutWay::batched, FanOutWay::shared,
-                                           FanOutWay::shared_one_by_one, FanOutWay::mailbox_only),
+                                           FanOutWay::shared_one_by_one, FanOutWay::mailbox_only,
+                                           FanOutWay::shared_message),
                          [](const ::testing::TestParamInfo<FanOutWay>& p) { return way_name(p.param); });
 
 }  // namespace

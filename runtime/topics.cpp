@@ -15,7 +15,7 @@ using detail::Slot;
 namespace ctl = detail::ctl;
 
 namespace {
-// The publish this thread is making (wake_handoff): its deliveries to idle
+// The publish this thread is making (fanout_handoff): its deliveries to idle
 // agents share one message from the second on (a publish to one agent makes
 // none). Deliveries of something else meanwhile (a dead letter's) do not match.
 struct PublishShare {
@@ -104,7 +104,7 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
   const bool batched = config_.batch_fanout && scheduler_->begin_fanout();
   PublishShare share{topic, &payload};
   PublishShare* outer = t_publish;
-  if (config_.wake_handoff) t_publish = &share;
+  if (config_.wake_handoff && config_.fanout_handoff) t_publish = &share;
   router::PublishResult r = router_.publish(topic, payload, o);
   t_publish = outer;
   if (share.message != nullptr) detail::release(share.message, detail::SharedMessage::kPublisherRefs - share.handed);

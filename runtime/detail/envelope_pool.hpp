@@ -13,7 +13,7 @@ Envelope* make_envelope();
 void free_envelope(Envelope* e) noexcept;
 
 /// One publish's message, handed to each idle subscriber the publish wakes
-/// instead of an envelope per subscriber (RuntimeConfig::wake_handoff): the
+/// instead of an envelope per subscriber (RuntimeConfig::fanout_handoff): the
 /// receiver copies it into an envelope of its own worker's. The publisher
 /// holds kPublisherRefs until the publish ends and then gives back all but
 /// the receivers' one each, so the count is written once per receiver and

@@ -243,7 +243,7 @@ class RuntimeCore final : public RuntimeView {
   // Queues `e` for `agent`, whose count the caller raised from `before`, and
   // schedules the agent if that made it runnable.
   void enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t before) noexcept;
-  // A publish's delivery to `to` as the shared `m` (wake_handoff): only if
+  // A publish's delivery to `to` as the shared `m` (fanout_handoff): only if
   // `to` is a local agent with nothing queued, else false and nothing done.
   bool hand_off(AgentRef to, SharedMessage* m) noexcept;
   void dispatch(Agent* agent, Envelope* e) noexcept;
