@@ -15,6 +15,17 @@ using detail::Slot;
 namespace ctl = detail::ctl;
 
 namespace {
+// The message `d` carries, into `m`.
+[[gnu::always_inline]] inline void fill(Message& m, const router::Delivery& d) {
+  m.kind = d.kind;
+  m.topic = d.topic;
+  m.sender = AgentRef::from_bits(d.sender, d.sender_node);
+  m.correlation_id = d.correlation_id;
+  if (d.correlation_id != 0) m.reply_to = m.sender;
+  m.deadline_ns = d.deadline_ns;
+  m.payload = d.payload;
+}
+
 // The publish this thread is making (fanout_handoff): its deliveries to idle
 // agents share one message from the second on (a publish to one agent makes
 // none). Deliveries of something else meanwhile (a dead letter's) do not match.
@@ -33,14 +44,7 @@ struct PublishShare {
         return nullptr;
       }
       message = new detail::SharedMessage;
-      Message& m = message->msg;
-      m.kind = d.kind;
-      m.topic = d.topic;
-      m.sender = AgentRef::from_bits(d.sender, d.sender_node);
-      m.correlation_id = d.correlation_id;
-      if (d.correlation_id != 0) m.reply_to = m.sender;
-      m.deadline_ns = d.deadline_ns;
-      m.payload = d.payload;
+      fill(message->msg, d);
     }
     return message;
   }
@@ -127,13 +131,7 @@ router::DeliverStatus RuntimeCore::AgentEndpoint::deliver(const router::Delivery
   }
   Envelope* e = detail::make_envelope();
   if (sampled) [[unlikely]] e->enqueued_ns = detail::now_ns();
-  e->msg.kind = d.kind;
-  e->msg.topic = d.topic;
-  e->msg.sender = AgentRef::from_bits(d.sender, d.sender_node);
-  e->msg.correlation_id = d.correlation_id;
-  if (d.correlation_id != 0) e->msg.reply_to = e->msg.sender;
-  e->msg.deadline_ns = d.deadline_ns;
-  e->msg.payload = d.payload;
+  fill(e->msg, d);
   // The publisher learns only totals, so what is not queued here is lost: dropped.
   switch (rt_.deliver(to, e, /*may_sample=*/false)) {
     case SendResult::ok: return router::DeliverStatus::ok;
