@@ -111,8 +111,9 @@ struct AgentCore {
   AgentRef parent;             // the supervisor told of this agent's exit
   // Messages popped before the mailbox's, a list through next. drop_oldest:
   // system messages an evicting sender set aside (under pop_lock). Otherwise
-  // the message that made the agent runnable (RuntimeConfig::wake_handoff):
-  // the sender that raised its count from 0 puts it here before scheduling it.
+  // the message that made the agent runnable (RuntimeConfig::wake_handoff),
+  // or a publish's shared copy of it (fanout_handoff, see SharedMessage): the
+  // sender that raised its count from 0 puts it here before scheduling it.
   Node* front = nullptr;
   std::atomic<bool> pop_lock{false};  // drop_oldest only: serializes pops with evicting senders
   bool supervises = false;     // agents it spawns get it as parent
