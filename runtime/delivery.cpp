@@ -157,8 +157,7 @@ void RuntimeCore::enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t b
   }
   // The count was 0: the agent is neither running nor scheduled, and nothing
   // pops its messages until the schedule below, so its front list is ours.
-  // drop_oldest keeps that list for evicting senders.
-  if (config_.wake_handoff && slot.overflow.load(std::memory_order_relaxed) != OverflowPolicy::drop_oldest) {
+  if (hands_off(slot)) {
     e->next.store(nullptr, std::memory_order_relaxed);
     core.front = e;
   } else {
@@ -173,7 +172,7 @@ bool RuntimeCore::hand_off(AgentRef to, detail::SharedMessage* m) noexcept {
   std::uint64_t c = slot->ctl.load(std::memory_order_acquire);
   // Nothing queued: a capacity of at least 1 has room, and the front list is
   // free once the count is ours (see enqueue).
-  if (c != ctl::make(to.generation, 0) || slot->overflow.load(std::memory_order_relaxed) == OverflowPolicy::drop_oldest ||
+  if (c != ctl::make(to.generation, 0) || !hands_off(*slot) ||
       !slot->ctl.compare_exchange_strong(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
     return false;
   }

@@ -107,8 +107,10 @@ router::PublishResult RuntimeCore::publish_from(AgentRef sender, router::TopicId
   if (config_.shared_fanout) o.helper = scheduler_.get();
   const bool batched = config_.batch_fanout && scheduler_->begin_fanout();
   PublishShare share{topic, &payload};
+  // Set or cleared for this publish either way: a publish of another runtime
+  // made inside it (an endpoint's) must not take this one's share.
   PublishShare* outer = t_publish;
-  if (config_.wake_handoff && config_.fanout_handoff) t_publish = &share;
+  t_publish = config_.wake_handoff && config_.fanout_handoff ? &share : nullptr;
   router::PublishResult r = router_.publish(topic, payload, o);
   t_publish = outer;
   if (share.message != nullptr) detail::release(share.message, detail::SharedMessage::kPublisherRefs - share.handed);

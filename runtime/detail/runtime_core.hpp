@@ -240,6 +240,11 @@ class RuntimeCore final : public RuntimeView {
     return static_cast<Envelope*>(core.mailbox.pop());
   }
   Envelope* pop_locked(AgentCore& core) noexcept;
+  // Whether the message that wakes the occupant of `slot` goes to its front
+  // slot (drop_oldest keeps that list for evicting senders).
+  bool hands_off(const Slot& slot) const noexcept {
+    return config_.wake_handoff && slot.overflow.load(std::memory_order_relaxed) != OverflowPolicy::drop_oldest;
+  }
   // Queues `e` for `agent`, whose count the caller raised from `before`, and
   // schedules the agent if that made it runnable.
   void enqueue(Slot& slot, Agent* agent, Envelope* e, std::uint64_t before) noexcept;
